@@ -1,0 +1,39 @@
+"""Remove the files of the tasks that were not selected.
+
+The template holds every task; README, ROADMAP and pyproject rows are already pruned by Jinja
+conditions in those files, so what is left is whole files. A file goes when no selected task needs
+it: task code, its config and tests, and the data modules and recipes only those tasks share.
+"""
+
+from pathlib import Path
+
+PACKAGE = "src/{{ cookiecutter.__package }}"
+SELECTED = {
+    task
+    for task, answer in {
+        "linear_regression": "{{ cookiecutter.include_linear_regression }}",
+        "xor": "{{ cookiecutter.include_xor }}",
+        "mnist_cnn": "{{ cookiecutter.include_mnist_cnn }}",
+    }.items()
+    if answer == "yes"
+}
+TASKS = ("linear_regression", "xor", "mnist_cnn")
+SHARED = {
+    f"{PACKAGE}/data/synthetic.py": {"linear_regression", "xor"},
+    f"{PACKAGE}/data/mnist.py": {"mnist_cnn"},
+    f"{PACKAGE}/classification.py": {"xor", "mnist_cnn"},
+}
+
+
+def needed_by() -> dict[str, set[str]]:
+    own = {
+        path: {task}
+        for task in TASKS
+        for path in (f"{PACKAGE}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py")
+    }
+    return {**own, **SHARED}
+
+
+for path, tasks in needed_by().items():
+    if not tasks & SELECTED:
+        Path(path).unlink()

@@ -1,0 +1,97 @@
+"""Callbacks every task shares: where a run writes, its config, learning curves, confusion matrix, predictions.
+
+The CLI adds them to every run, so a task only logs its metrics (`train_loss`, `val_loss`, `val_acc`, ...)
+and, if it is a classifier, keeps a `test_confusion` metric; the pictures follow from that.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.cli import SaveConfigCallback
+
+from .plots import plot_confusion_matrix, plot_learning_curves
+
+
+def run_dir(trainer: Trainer) -> Path:
+    """The folder of this run: `<save_dir>/<name>/<version>`, the parent of ModelCheckpoint's `checkpoints/`."""
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
+
+
+class SaveConfigToRunDir(SaveConfigCallback):
+    """Writes the resolved config as `config.yaml` beside the run's checkpoints, whatever the logger."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        if trainer.is_global_zero:
+            path = run_dir(trainer) / self.config_filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=self.multifile)
+        self.already_saved = True
+
+
+class LearningCurves(Callback):
+    """Records `train_loss` every `log_every_n_steps` and every `val_*` metric each epoch; plots them after fit."""
+
+    def __init__(self) -> None:
+        self.history: list[dict[str, float]] = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.is_global_zero and trainer.global_step % trainer.log_every_n_steps == 0:
+            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+            if loss is not None:
+                self.history.append({"step": trainer.global_step, "train_loss": float(loss)})
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_") and v.numel() == 1}
+        if metrics:
+            self.history.append({"step": trainer.global_step, **metrics})
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.is_global_zero and self.history:
+            plot_learning_curves(self.history, run_dir(trainer) / "learning_curves.png")
+
+
+class ConfusionMatrixPlot(Callback):
+    """After `test`, draws the classifier's `test_confusion` (a torchmetrics ConfusionMatrix) as a PNG."""
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        confusion = getattr(pl_module, "test_confusion", None)
+        if confusion is None or not confusion.update_called:
+            return
+        matrix = confusion.compute().cpu()  # a collective under DDP: every rank takes part
+        if trainer.is_global_zero:
+            labels = getattr(trainer.datamodule, "labels", None) or [str(i) for i in range(len(matrix))]
+            plot_confusion_matrix(matrix, labels, run_dir(trainer) / "confusion_matrix.png")
+
+
+class PredictionWriter(BasePredictionWriter):
+    """Writes what `predict_step` returns (a dict of equal-length tensors) to `predictions.csv` in the run folder."""
+
+    def __init__(self) -> None:
+        super().__init__(write_interval="epoch")
+
+    def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions, batch_indices) -> None:
+        if not predictions:
+            return
+        columns = {key: torch.cat([p[key].reshape(len(p[key]), -1) for p in predictions]) for key in predictions[0]}
+        header = [f"{key}_{i}" if col.shape[1] > 1 else key for key, col in columns.items() for i in range(col.shape[1])]
+        rows = torch.cat([col.float() for col in columns.values()], dim=1).tolist()
+        suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        path = run_dir(trainer) / f"predictions{suffix}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows([[round(v, 6) for v in row] for row in rows])

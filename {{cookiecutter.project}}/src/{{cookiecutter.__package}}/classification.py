@@ -1,0 +1,64 @@
+"""The recipe every classifier shares: loss, accuracy per stage, a confusion matrix on test, predictions.
+
+A task subclasses `ClassificationTask`, builds `self.model` (its nn.Module) and `configure_optimizers`;
+`_common_step(batch, stage)` does the rest for train, val and test.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+
+class ClassificationTask(LightningModule):
+    model: torch.nn.Module
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        # One metric object per stage: their states must never mix (torchmetrics syncs them across ranks).
+        self.train_acc = MulticlassAccuracy(num_classes)
+        self.val_acc = MulticlassAccuracy(num_classes)
+        self.test_acc = MulticlassAccuracy(num_classes)
+        self.test_confusion = MulticlassConfusionMatrix(num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, target)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """(N, num_classes) class probabilities."""
+        return logits.softmax(dim=-1)
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        x, target = batch
+        logits = self(x)
+        loss = self.loss(logits, target)
+        predicted = self.probabilities(logits).argmax(dim=-1)
+        accuracy = getattr(self, f"{stage}_acc")
+        accuracy(predicted, target)
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
+        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
+        if stage == "test":
+            self.test_confusion.update(predicted, target)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        x, target = batch if isinstance(batch, (list, tuple)) else (batch, None)
+        probabilities = self.probabilities(self(x))
+        confidence, predicted = probabilities.max(dim=-1)
+        result = {"prediction": predicted, "probability": confidence}
+        return result if target is None else {**result, "target": target}

@@ -1,0 +1,1 @@
+"""LightningDataModules: one per dataset, shared by the tasks that train on it."""

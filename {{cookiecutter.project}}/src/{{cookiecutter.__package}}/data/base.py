@@ -1,0 +1,47 @@
+"""What every data module here shares: a train/val/test split and the DataLoaders over it.
+
+A subclass builds `self.train_set`, `self.val_set` and `self.test_set` in `setup()`; `predict` runs
+over the test split, so its predictions can be compared with the targets.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset
+
+from .. import ConfigError, require_positive
+
+
+class SplitDataModule(LightningDataModule):
+    train_set: Dataset
+    val_set: Dataset
+    test_set: Dataset
+
+    def __init__(self, batch_size: int, num_workers: int = 0) -> None:
+        super().__init__()
+        require_positive(self, batch_size=batch_size)
+        if num_workers < 0:
+            raise ConfigError(f"{type(self).__name__}: num_workers must be >= 0, got {num_workers}")
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+
+    def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set)

@@ -1,0 +1,67 @@
+"""Data made by a formula, with a seed: noisy points on a line, and the four XOR points.
+
+Nothing is downloaded; the same seed gives the same data on every machine and every rank.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import TensorDataset
+
+from .. import ConfigError, require_positive
+from .base import SplitDataModule
+
+
+class LineDataModule(SplitDataModule):
+    """Points (x, y) with y = slope * x + intercept + noise, x uniform in [-x_range, x_range]."""
+
+    def __init__(
+        self,
+        slope: float = 2.0,
+        intercept: float = -1.0,
+        noise_std: float = 0.1,
+        x_range: float = 2.0,
+        num_samples: int = 4000,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        batch_size: int = 64,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size)
+        self.save_hyperparameters()
+        require_positive(self, x_range=x_range, num_samples=num_samples)
+        if noise_std < 0 or not 0 < val_fraction + test_fraction < 1:
+            raise ConfigError(
+                f"LineDataModule: need noise_std >= 0 and 0 < val_fraction + test_fraction < 1, got noise_std={noise_std}, "
+                f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        hp = self.hparams
+        generator = torch.Generator().manual_seed(hp.seed)
+        x = (torch.rand(hp.num_samples, 1, generator=generator) * 2 - 1) * hp.x_range  # (N, 1)
+        y = hp.slope * x + hp.intercept + hp.noise_std * torch.randn(hp.num_samples, 1, generator=generator)
+        n_val, n_test = int(hp.num_samples * hp.val_fraction), int(hp.num_samples * hp.test_fraction)
+        n_train = hp.num_samples - n_val - n_test
+        self.train_set = TensorDataset(x[:n_train], y[:n_train])
+        self.val_set = TensorDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
+        self.test_set = TensorDataset(x[n_train + n_val :], y[n_train + n_val :])
+
+
+class XORDataModule(SplitDataModule):
+    """The truth table of XOR. Training repeats the four points so that an epoch holds several steps."""
+
+    num_classes = 2
+    input_shape = (2,)
+    labels = ["0", "1"]
+
+    def __init__(self, repeats: int = 64, batch_size: int = 16) -> None:
+        super().__init__(batch_size)
+        self.save_hyperparameters()
+        require_positive(self, repeats=repeats)
+
+    def setup(self, stage: str | None = None) -> None:
+        x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # (4, 2)
+        y = torch.tensor([0, 1, 1, 0])
+        self.train_set = TensorDataset(x.repeat(self.hparams.repeats, 1), y.repeat(self.hparams.repeats))
+        self.val_set = self.test_set = TensorDataset(x, y)

@@ -1,0 +1,64 @@
+"""Linear regression: learn y = m·x + b from noisy points with one nn.Linear(1, 1).
+
+The smallest complete training recipe: a model, a loss (mean squared error), an optimizer (plain
+SGD), and metrics. The learned weight is the slope m and the bias is the intercept b; both are
+logged every epoch as `slope` and `intercept`, so you can watch them converge to the truth set in
+LineDataModule (m = 2, b = -1 by default).
+
+    python -m {{ cookiecutter.__package }} fit --config configs/linear_regression.yaml
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from lightning.pytorch import LightningModule
+from torch import nn
+
+from .. import require_positive
+
+
+class LinearRegression(LightningModule):
+    def __init__(self, lr: float = 0.1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        require_positive(self, lr=lr)
+        self.model = nn.Linear(1, 1)  # y = weight * x + bias
+        self.example_input_array = torch.zeros(4, 1)  # (N, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _common_step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        loss = F.mse_loss(self(x), y)
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
+        if stage != "train":
+            self.log(f"{stage}_mse", loss, on_epoch=True, sync_dist=True)
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def _log_line(self) -> None:
+        self.log_dict({"slope": self.model.weight.item(), "intercept": self.model.bias.item()}, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_line()
+
+    def on_test_epoch_end(self) -> None:
+        self._log_line()
+
+    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+        x, y = batch
+        return {"x": x, "prediction": self(x), "target": y}
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)

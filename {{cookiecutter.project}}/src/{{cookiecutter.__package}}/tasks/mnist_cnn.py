@@ -1,0 +1,73 @@
+"""A convolutional network that reads handwritten digits (MNIST), to 99.3 % test accuracy and beyond.
+
+Convolutions share one small filter across the whole image, so a stroke is recognised wherever it
+appears; pooling halves the resolution so deeper filters see larger parts of the digit. Batch
+normalisation keeps each layer's inputs well scaled, dropout fights over-fitting, and a one-cycle
+learning-rate schedule (warm up, then anneal) gets there in a few epochs.
+
+    python -m {{ cookiecutter.__package }} fit --config configs/mnist_cnn.yaml --data.data_dir data
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .. import ConfigError, require_positive
+from ..classification import ClassificationTask
+
+
+def conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    """Two 3x3 convolutions then 2x2 max-pooling: (N, c_in, H, W) -> (N, c_out, H/2, W/2)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class MNISTCNN(nn.Module):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+        super().__init__()
+        channels, height, width_px = input_shape
+        self.features = nn.Sequential(conv_block(channels, width), conv_block(width, 2 * width))
+        self.classifier = nn.Sequential(
+            nn.Flatten(),  # (N, 2w, H/4, W/4) -> (N, 2w * H/4 * W/4)
+            nn.Dropout(dropout),
+            nn.Linear(2 * width * (height // 4) * (width_px // 4), 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(128, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))  # (N, C, H, W) -> (N, num_classes) logits
+
+
+class MNISTClassifier(ClassificationTask):
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        width: int = 32,
+        dropout: float = 0.3,
+        lr: float = 0.003,
+        weight_decay: float = 0.0001,
+    ) -> None:
+        super().__init__(num_classes)
+        self.save_hyperparameters()
+        require_positive(self, width=width, lr=lr)
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"MNISTClassifier: dropout must be in [0, 1), got {dropout}")
+        self.model = MNISTCNN(tuple(input_shape), num_classes, width, dropout)
+        self.example_input_array = torch.zeros(1, *input_shape)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.hparams.lr, self.trainer.estimated_stepping_batches)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

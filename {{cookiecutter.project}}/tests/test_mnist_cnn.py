@@ -1,0 +1,48 @@
+"""The MNIST data module reads MNIST files (here tiny fake ones), splits them with a seed, and explains what is missing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from {{ cookiecutter.__package }} import ConfigError
+from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule
+from {{ cookiecutter.__package }}.tasks.mnist_cnn import MNISTClassifier
+
+
+def test_data_module_shapes_and_seeded_split(fake_mnist):
+    data = MNISTDataModule(data_dir=str(fake_mnist), download=False, val_size=56, batch_size=32)
+    data.prepare_data()
+    data.setup()
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (200, 56, 64)
+    images, labels = next(iter(data.train_dataloader()))
+    assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.dtype == torch.int64 and 0 <= labels.min() and labels.max() <= 9
+    assert abs(images.mean()) < 3  # normalised, not raw 0..255 pixels
+    other = MNISTDataModule(data_dir=str(fake_mnist), download=False, val_size=56)
+    other.setup()
+    assert other.val_set.indices == data.val_set.indices
+
+
+def test_missing_data_says_where_to_put_the_files(tmp_path):
+    data = MNISTDataModule(data_dir=str(tmp_path / "nowhere"), download=False)
+    with pytest.raises(ConfigError, match="has no MNIST files.*copy train-images-idx3-ubyte"):
+        data.prepare_data()
+
+
+def test_missing_data_is_refused_by_the_cli_before_training(run_cli, workdir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "mnist_cnn", "--data.data_dir", str(workdir / "empty"), "--data.download", "false")
+    assert exit_info.value.code == 2
+    assert "has no MNIST files" in capsys.readouterr().err
+
+
+def test_model_maps_images_to_class_logits():
+    model = MNISTClassifier(num_classes=10, input_shape=(1, 28, 28))
+    assert model(model.example_input_array).shape == (1, 10)
+    assert model(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+
+
+def test_learns_the_fake_digits(run_cli):
+    cli = run_cli("fit", "mnist_cnn", "--trainer.max_epochs", "3", "--data.batch_size", "32")
+    assert cli.trainer.callback_metrics["val_acc"] >= 0.9

@@ -1,0 +1,27 @@
+"""The XOR network reaches 100 % on the truth table for every seed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from {{ cookiecutter.__package }}.data.synthetic import XORDataModule
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_default_config_reaches_100_percent_for_every_seed(run_cli, seed):
+    cli = run_cli("fit", "xor", "--seed_everything", str(seed), "--trainer.enable_checkpointing", "false", "--trainer.logger", "false")
+    x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    with torch.no_grad():
+        predicted = cli.model.probabilities(cli.model(x)).argmax(dim=-1)
+    assert predicted.tolist() == [0, 1, 1, 0]
+    assert cli.trainer.callback_metrics["val_acc"] == 1.0
+
+
+def test_xor_data_is_the_truth_table_repeated():
+    data = XORDataModule(repeats=3, batch_size=4)
+    data.setup()
+    x, y = data.train_set.tensors
+    assert x.shape == (12, 2) and y.shape == (12,)
+    assert torch.equal(y, (x[:, 0] != x[:, 1]).long())
+    assert len(data.test_set) == 4
