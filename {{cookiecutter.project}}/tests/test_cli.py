@@ -13,16 +13,11 @@ import pytest
 import torch
 from conftest import CONFIGS, PROJECT_ROOT, cli_args
 
+from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.cli import main
 
 TASKS = [config.stem for config in CONFIGS]
 CLASSIFIERS = [task for task in TASKS if task != "linear_regression"]
-
-
-def only_run(root: Path, task: str) -> Path:
-    runs = sorted((root / "runs" / task).iterdir())
-    assert len(runs) == 1, runs
-    return runs[0]
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -36,21 +31,18 @@ def test_fast_dev_run_trains_validates_and_tests(run_cli, workdir, task):
 @pytest.mark.parametrize("task", TASKS)
 def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_them(run_cli, workdir, task):
     limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
-    run_cli("fit", task, *limits)
-    run = only_run(workdir, task)
+    run = run_dir(run_cli("fit", task, *limits).trainer)
     assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run / "checkpoints").iterdir()}
     assert (run / "learning_curves.png").stat().st_size > 1000
     # The saved config reproduces the run: it parses and trains again.
     main(["fit", "--config", str(run / "config.yaml"), "--trainer.fast_dev_run", "true"])
 
-    cli = run_cli("test", task, "--ckpt_path", "best", "--trainer.limit_test_batches", "2")
-    test_run = sorted((workdir / "runs" / task).iterdir())[-1]
-    assert "test_loss" in cli.trainer.callback_metrics
-    assert (test_run / "confusion_matrix.png").exists() == (task in CLASSIFIERS)
+    tested = run_cli("test", task, "--ckpt_path", "best", "--trainer.limit_test_batches", "2").trainer
+    assert "test_loss" in tested.callback_metrics
+    assert (run_dir(tested) / "confusion_matrix.png").exists() == (task in CLASSIFIERS)
 
-    run_cli("predict", task, "--ckpt_path", "last", "--trainer.limit_predict_batches", "1")
-    predict_run = sorted((workdir / "runs" / task).iterdir())[-1]
-    with (predict_run / "predictions.csv").open() as f:
+    predicted = run_cli("predict", task, "--ckpt_path", "last", "--trainer.limit_predict_batches", "1").trainer
+    with (run_dir(predicted) / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert rows and {"prediction", "target"} <= set(rows[0])
 
@@ -94,7 +86,7 @@ def test_invalid_value_is_refused_before_training(run_cli, workdir, capsys, task
         run_cli("fit", task, option, value)
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
-    assert not (workdir / "runs").exists(), "a refused run must not leave a run folder"
+    assert not list(workdir.glob("runs/**/*.*")), "a refused run must not leave files behind"
 
 
 def test_print_config_shows_every_hyperparameter_with_links_resolved(run_cli, capsys):
@@ -127,5 +119,27 @@ def test_two_process_ddp_trains_and_exits_cleanly(workdir, task_args, task):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "terminate called" not in done.stderr
-    checkpoint = torch.load(only_run(workdir, task) / "checkpoints" / "last.ckpt", weights_only=False)
+    (last,) = workdir.glob("runs/**/checkpoints/last.ckpt")  # written once, by rank 0
+    checkpoint = torch.load(last, weights_only=False)
     assert checkpoint["global_step"] == 2
+
+
+def test_the_chosen_logger_records_the_metrics(run_cli, workdir):
+    limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    cli = run_cli("fit", TASKS[0], *limits, "--trainer.log_every_n_steps", "1")
+    logger = cli.trainer.logger
+    assert type(logger).__name__ == "{{ cookiecutter.__logger_class.rsplit('.', 1)[-1] }}"
+{%- if cookiecutter.logger == "tensorboard" %}
+    assert list(Path(logger.log_dir).glob("events.out.tfevents.*"))
+{%- elif cookiecutter.logger == "csv" %}
+    with (Path(logger.log_dir) / "metrics.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert any(row.get("val_loss") for row in rows) and any(row.get("train_loss") for row in rows)
+{%- elif cookiecutter.logger == "wandb" %}
+    run_files = Path(logger.experiment.dir).parent  # runs/wandb/offline-run-<time>-<id>/ when not logged in
+    logger.experiment.finish()
+    assert run_files.name.startswith("offline-run-") and (run_files / f"run-{logger.version}.wandb").exists()
+{%- elif cookiecutter.logger == "mlflow" %}
+    metrics = workdir / "runs" / "mlruns" / logger.experiment_id / logger.run_id / "metrics"
+    assert (metrics / "val_loss").exists() and (metrics / "train_loss").exists()
+{%- endif %}

@@ -12,21 +12,27 @@ Trainer flags: ``--trainer.devices 2 --trainer.strategy ddp --trainer.precision 
 
 from __future__ import annotations
 
+{%- if cookiecutter.logger == "wandb" %}
+import netrc
+{%- endif %}
+import os
 import sys
 from pathlib import Path
 
 import torch
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import ConfigError
-from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir
+from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
 
 RUNS_DIR = "runs"
 # The experiment logger chosen when the project was generated; `--trainer.logger` overrides it.
 LOGGER_CLASS = "{{ cookiecutter.__logger_class }}"
+ARTIFACTS = {".ckpt", ".yaml", ".png", ".csv"}
 # Values a data module knows and a model needs; each link applies where the model takes the argument.
 LINKED_FROM_DATA = ("num_classes", "input_shape")
 
@@ -36,15 +42,25 @@ def task_name(model_class_path: str) -> str:
     return model_class_path.rsplit(".", 2)[-2]
 
 
-def latest_checkpoint(task: str, which: str, runs_dir: str = RUNS_DIR) -> str:
-    """The newest `<runs_dir>/<task>/*/checkpoints/<which>.ckpt`, for `--ckpt_path last|best`."""
-    found = sorted(Path(runs_dir, task).glob(f"*/checkpoints/{which}.ckpt"), key=lambda p: p.stat().st_mtime)
+def latest_checkpoint(model_class_path: str, which: str, runs_dir: str = RUNS_DIR) -> str:
+    """The newest `<which>.ckpt` under runs_dir written by a run of this model, for `--ckpt_path last|best`.
+
+    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained, so
+    this works whatever folder layout the logger chose.
+    """
+    found = [
+        ckpt
+        for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt")
+        if (config := ckpt.parent.parent / "config.yaml").exists()
+        and yaml.safe_load(config.read_text()).get("model", {}).get("class_path") == model_class_path
+    ]
     if not found:
+        task = task_name(model_class_path)
         raise ConfigError(
-            f"--ckpt_path {which}: no {which}.ckpt under {Path(runs_dir, task)}/*/checkpoints; "
+            f"--ckpt_path {which}: no run of {task} under {runs_dir}/ has checkpoints/{which}.ckpt; "
             f"train first with `fit --config configs/{task}.yaml`, or pass the path of a .ckpt file"
         )
-    return str(found[-1])
+    return str(max(found, key=lambda p: p.stat().st_mtime))
 
 
 class RoadmapCLI(LightningCLI):
@@ -54,12 +70,28 @@ class RoadmapCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
-        task = task_name(config.model.class_path)
         if config.trainer.logger is None:  # not set in the config or on the command line
+            task = task_name(config.model.class_path)
             config.trainer.logger = Namespace(class_path=LOGGER_CLASS, init_args=Namespace(**logger_args(task)))
         if config.get("ckpt_path") in ("last", "best"):
-            config.ckpt_path = latest_checkpoint(task, config.ckpt_path)
+            config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
         self.trainer_defaults["callbacks"] = default_callbacks(config.trainer)
+
+    def after_fit(self) -> None:
+        self._report()
+
+    def after_test(self) -> None:
+        self._report()
+
+    def after_predict(self) -> None:
+        self._report()
+
+    def _report(self) -> None:
+        """Say where this run's files are: checkpoints, config, pictures, predictions."""
+        folder = run_dir(self.trainer)
+        if self.trainer.is_global_zero and folder.exists():
+            files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.suffix in ARTIFACTS)
+            print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  " + "\n  ".join(files), flush=True)
 
 
 def default_callbacks(trainer: Namespace) -> list[Callback]:
@@ -74,20 +106,30 @@ def default_callbacks(trainer: Namespace) -> list[Callback]:
 
 
 def logger_args(task: str) -> dict:
-    """Where the chosen logger writes: runs/<task>/<version>/ holds logs, checkpoints and config.yaml."""
+    """Where the chosen logger writes: runs/<task>/<version>/ holds logs, checkpoints and config.yaml.
+
+    The path is absolute: wandb and MLflow cache their stores per process, keyed by path.
+    """
+    runs = str(Path(RUNS_DIR).absolute())
 {%- if cookiecutter.logger == "tensorboard" or cookiecutter.logger == "csv" %}
-    return {"save_dir": RUNS_DIR, "name": task}
+    return {"save_dir": runs, "name": task}
 {%- elif cookiecutter.logger == "wandb" %}
-    import os
+    if not os.environ.get("WANDB_API_KEY") and not has_netrc_entry("api.wandb.ai"):
+        os.environ.setdefault("WANDB_MODE", "offline")  # not logged in: keep the run on disk, `wandb sync` it later
+    return {"save_dir": runs, "project": task}
 
-    import wandb
 
-    if not os.environ.get("WANDB_API_KEY") and not wandb.Api().api_key:
-        os.environ.setdefault("WANDB_MODE", "offline")  # not logged in: keep the run on disk, `wandb sync` later
-    return {"save_dir": RUNS_DIR, "project": task}
+def has_netrc_entry(host: str) -> bool:
+    """Where `wandb login` stores the API key."""
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
 {%- elif cookiecutter.logger == "mlflow" %}
-    # A local file store under runs/; checkpoints land in the MLflow run's own folder.
-    return {"save_dir": f"{RUNS_DIR}/mlruns", "experiment_name": task}
+    # MLflow's local file store under runs/mlruns: no server to start. MLflow 3 keeps it in maintenance mode
+    # and asks for this opt-in; to use a database or a server, pass --trainer.logger.init_args.tracking_uri.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return {"save_dir": f"{runs}/mlruns", "experiment_name": task}
 {%- endif %}
 
 
