@@ -16,7 +16,7 @@
 Every run bakes the template with cookiecutter's defaults into a temporary folder first, so it
 measures the template as it is now. Results go to benchmarks/results/training.json.
 
-    python benchmarks/training.py                  # full run, about 10 minutes on 2 CPU cores
+    python benchmarks/training.py                  # full run: 5 to 20 minutes on 2 CPU cores, by their load
     python benchmarks/training.py --quick          # smoke check with tiny sizes, under a minute
     python benchmarks/training.py --data-dir DIR   # DIR/MNIST/raw holds the four MNIST IDX files
 """
@@ -299,7 +299,7 @@ def overhead_benchmark(sizes: dict, spec: dict, project: Path, work: Path) -> di
 def print_overhead(o: dict, threads: int) -> None:
     s = o["sizes"]
     print(f"\nLightning overhead: MNIST CNN, batch 128, {s['timed_steps']} timed steps after {s['warmup_steps']} "
-          f"warm-up, {s['train_images']:,} training images, {threads} torch threads")
+          f"warm-up, {s['train_images']:,} training images, torch threads: {threads}")
     print(f"(Lightning runs with {OFF_IN_OVERHEAD_RUN} off)")
     rounds = "".join(f"  round {i + 1}" for i in range(s["rounds"]))
     print(f"{'':22}{rounds}   median   peak RSS MiB (after imports)   last loss")
@@ -314,10 +314,12 @@ def print_overhead(o: dict, threads: int) -> None:
     print(f"{'lightning / raw':22}{'':{9 * s['rounds']}}{o['ratio']:9.3f}   {verdict} the goal of {TARGET_RATIO}")
 
 
-def print_mnist(m: dict) -> None:
+def print_mnist(m: dict, quick: bool) -> None:
     train, val, test = m["split_sizes"]
     print(f"\nMNIST, default config ({m['max_epochs']} epochs on {train:,} training images, "
           f"validation on {val:,}), then test --ckpt_path best on {test:,} test images")
+    if quick:
+        print(f"--quick: only {' '.join(QUICK_MNIST)}, so the accuracy says nothing about the goal")
     print(f"{'epoch':>5}  {'seconds':>8}  {'val_acc':>8}")
     for e in m["epochs"]:
         print(f"{e['epoch']:5d}  {e['seconds']:8.1f}  {100 * e['val_acc']:7.2f}%")
@@ -359,7 +361,7 @@ def main() -> None:
         mnist = run_worker("mnist", {**spec, "extra_args": QUICK_MNIST if args.quick else []}, project, work)
 
     print_overhead(overhead, args.threads)
-    print_mnist(mnist)
+    print_mnist(mnist, args.quick)
     results = {
         "lightning_vs_raw_steps_ratio": overhead["ratio"],
         "lightning_steps_per_s": overhead["median_steps_per_s"]["lightning"],
@@ -381,7 +383,7 @@ def main() -> None:
         "machine": machine(args.threads, load_before),
     }
     m = results["machine"]
-    print(f"\n{m['cpu']}, {m['cores']} cores, {m['torch_threads']} torch thread(s); load average before "
+    print(f"\n{m['cpu']}, {m['cores']} cores, torch threads: {m['torch_threads']}; load average before "
           f"{m['load_average_before'][0]}, after {m['load_average_after'][0]}; torch {m['torch']}, "
           f"lightning {m['lightning']}")
     if output:

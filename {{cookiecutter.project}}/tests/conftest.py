@@ -66,7 +66,6 @@ def make_fake_mnist(root: Path, n_train: int = 256, n_test: int = 64) -> Path:
     return root
 
 
-
 @pytest.fixture(scope="session")
 def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("mnist"))
@@ -76,8 +75,8 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def task_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
     """Extra options a task needs to run offline in a test."""
-    return {
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
-        "mnist_cnn": ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"],
+    return {"mnist_cnn": ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]}
+{%- else %}
+    return {}
 {%- endif %}
-    }

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,7 +28,7 @@ def test_fast_dev_run_trains_validates_and_tests(run_cli, workdir, task):
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_them(run_cli, workdir, task):
+def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_them(run_cli, task):
     limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
     run = run_dir(run_cli("fit", task, *limits).trainer)
     assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run / "checkpoints").iterdir()}
@@ -79,7 +78,10 @@ def test_misspelled_option_exits_2_and_names_it(run_cli, capsys, option):
 @pytest.mark.parametrize("task", TASKS)
 @pytest.mark.parametrize(
     ("option", "value", "message"),
-    [("--model.init_args.lr", "-0.1", "lr must be greater than 0"), ("--data.init_args.batch_size", "0", "batch_size must be greater than 0")],
+    [
+        ("--model.init_args.lr", "-0.1", "lr must be greater than 0"),
+        ("--data.init_args.batch_size", "0", "batch_size must be greater than 0"),
+    ],
 )
 def test_invalid_value_is_refused_before_training(run_cli, workdir, capsys, task, option, value, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -107,16 +109,12 @@ def test_bf16_mixed_precision_trains(run_cli, task):
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_two_process_ddp_trains_and_exits_cleanly(workdir, task_args, task):
-    args = cli_args(
-        "fit", task, task_args,
-        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-        "--data.batch_size", "16",
-    )
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    args = cli_args("fit", task, task_args, *ddp, *limits, "--data.batch_size", "16")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.__package }}", *args], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
-    )
+    command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *args]
+    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "terminate called" not in done.stderr
     (last,) = workdir.glob("runs/**/checkpoints/last.ckpt")  # written once, by rank 0
@@ -130,13 +128,13 @@ def test_the_chosen_logger_records_the_metrics(run_cli, workdir):
     logger = cli.trainer.logger
     assert type(logger).__name__ == "{{ cookiecutter.__logger_class.rsplit('.', 1)[-1] }}"
 {%- if cookiecutter.logger == "tensorboard" %}
-    assert list(Path(logger.log_dir).glob("events.out.tfevents.*"))
+    assert list(run_dir(cli.trainer).glob("events.out.tfevents.*"))
 {%- elif cookiecutter.logger == "csv" %}
-    with (Path(logger.log_dir) / "metrics.csv").open() as f:
+    with (run_dir(cli.trainer) / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert any(row.get("val_loss") for row in rows) and any(row.get("train_loss") for row in rows)
 {%- elif cookiecutter.logger == "wandb" %}
-    run_files = Path(logger.experiment.dir).parent  # runs/wandb/offline-run-<time>-<id>/ when not logged in
+    run_files = (run_dir(cli.trainer).parents[1] / "wandb" / "latest-run").resolve()  # offline-run-<time>-<id>
     logger.experiment.finish()
     assert run_files.name.startswith("offline-run-") and (run_files / f"run-{logger.version}.wandb").exists()
 {%- elif cookiecutter.logger == "mlflow" %}

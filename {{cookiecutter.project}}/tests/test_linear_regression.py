@@ -21,7 +21,8 @@ def test_default_config_recovers_slope_and_intercept_within_0_01(run_cli):
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_other_lines_and_seeds_are_learned_too(run_cli, seed):
-    cli = run_cli("fit", "linear_regression", "--data.slope", "-3.5", "--data.intercept", "0.25", "--data.seed", str(seed))
+    line = ["--data.slope", "-3.5", "--data.intercept", "0.25", "--data.seed", str(seed)]
+    cli = run_cli("fit", "linear_regression", *line)
     assert cli.model.model.weight.item() == pytest.approx(-3.5, abs=0.01)
     assert cli.model.model.bias.item() == pytest.approx(0.25, abs=0.01)
 

@@ -1,4 +1,4 @@
-"""The MNIST data module reads MNIST files (here tiny fake ones), splits them with a seed, and explains what is missing."""
+"""The MNIST data module reads MNIST files (tiny fake ones here), splits them with a seed, says what is missing."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_data_module_shapes_and_seeded_split(fake_mnist):
     assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (200, 56, 64)
     images, labels = next(iter(data.train_dataloader()))
     assert images.shape == (32, 1, 28, 28) and images.dtype == torch.float32
-    assert labels.dtype == torch.int64 and 0 <= labels.min() and labels.max() <= 9
+    assert labels.dtype == torch.int64 and labels.min() >= 0 and labels.max() <= 9
     assert abs(images.mean()) < 3  # normalised, not raw 0..255 pixels
     other = MNISTDataModule(data_dir=str(fake_mnist), download=False, val_size=56)
     other.setup()

@@ -10,7 +10,8 @@ from {{ cookiecutter.__package }}.data.synthetic import XORDataModule
 
 @pytest.mark.parametrize("seed", range(10))
 def test_default_config_reaches_100_percent_for_every_seed(run_cli, seed):
-    cli = run_cli("fit", "xor", "--seed_everything", str(seed), "--trainer.enable_checkpointing", "false", "--trainer.logger", "false")
+    no_files = ["--trainer.enable_checkpointing", "false", "--trainer.logger", "false"]
+    cli = run_cli("fit", "xor", "--seed_everything", str(seed), *no_files)
     x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     with torch.no_grad():
         predicted = cli.model.probabilities(cli.model(x)).argmax(dim=-1)

@@ -86,7 +86,9 @@ class PredictionWriter(BasePredictionWriter):
         if not predictions:
             return
         columns = {key: torch.cat([p[key].reshape(len(p[key]), -1) for p in predictions]) for key in predictions[0]}
-        header = [f"{key}_{i}" if col.shape[1] > 1 else key for key, col in columns.items() for i in range(col.shape[1])]
+        header = [
+            f"{key}_{i}" if col.shape[1] > 1 else key for key, col in columns.items() for i in range(col.shape[1])
+        ]
         rows = torch.cat([col.float() for col in columns.values()], dim=1).tolist()
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         path = run_dir(trainer) / f"predictions{suffix}.csv"

@@ -12,9 +12,9 @@ Trainer flags: ``--trainer.devices 2 --trainer.strategy ddp --trainer.precision 
 
 from __future__ import annotations
 
-{%- if cookiecutter.logger == "wandb" %}
+{% if cookiecutter.logger == "wandb" -%}
 import netrc
-{%- endif %}
+{% endif -%}
 import os
 import sys
 from pathlib import Path
@@ -90,12 +90,14 @@ class RoadmapCLI(LightningCLI):
         """Say where this run's files are: checkpoints, config, pictures, predictions."""
         folder = run_dir(self.trainer)
         if self.trainer.is_global_zero and folder.exists():
-            files = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.suffix in ARTIFACTS)
+            files = sorted(
+                str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.suffix in ARTIFACTS
+            )
             print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  " + "\n  ".join(files), flush=True)
 
 
 def default_callbacks(trainer: Namespace) -> list[Callback]:
-    """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` are honoured."""
+    """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold."""
     callbacks: list[Callback] = [LearningCurves(), ConfusionMatrixPlot(), PredictionWriter()]
     if trainer.enable_checkpointing is not False:
         # best.ckpt (lowest val_loss, which every task logs) and last.ckpt, in the run's checkpoints/ folder.

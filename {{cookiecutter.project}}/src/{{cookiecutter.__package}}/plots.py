@@ -21,10 +21,10 @@ def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:
     losses = [n for n in names if n.endswith("_loss")]
     others = [n for n in names if n not in losses]
     fig, axes = plt.subplots(1, 2 if others else 1, figsize=(11 if others else 6, 4), squeeze=False)
-    for ax, group in zip(axes[0], [losses, others]):
+    for ax, group in zip(axes[0], [losses, others], strict=False):
         for name in group:
             points = [(row["step"], row[name]) for row in history if name in row]
-            ax.plot(*zip(*points), marker="o" if len(points) < 30 else None, markersize=3, label=name)
+            ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, markersize=3, label=name)
         ax.set_xlabel("step")
         ax.legend()
         ax.grid(alpha=0.3)

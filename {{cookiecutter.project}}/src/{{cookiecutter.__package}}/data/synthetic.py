@@ -32,8 +32,8 @@ class LineDataModule(SplitDataModule):
         require_positive(self, x_range=x_range, num_samples=num_samples)
         if noise_std < 0 or not 0 < val_fraction + test_fraction < 1:
             raise ConfigError(
-                f"LineDataModule: need noise_std >= 0 and 0 < val_fraction + test_fraction < 1, got noise_std={noise_std}, "
-                f"val_fraction={val_fraction}, test_fraction={test_fraction}"
+                "LineDataModule: need noise_std >= 0 and 0 < val_fraction + test_fraction < 1, got "
+                f"noise_std={noise_std}, val_fraction={val_fraction}, test_fraction={test_fraction}"
             )
 
     def setup(self, stage: str | None = None) -> None:

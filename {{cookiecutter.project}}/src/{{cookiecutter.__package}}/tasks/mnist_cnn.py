@@ -31,7 +31,9 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 
 class MNISTCNN(nn.Module):
-    def __init__(self, input_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.3) -> None:
+    def __init__(
+        self, input_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.3
+    ) -> None:
         super().__init__()
         channels, height, width_px = input_shape
         self.features = nn.Sequential(conv_block(channels, width), conv_block(width, 2 * width))
@@ -69,5 +71,6 @@ class MNISTClassifier(ClassificationTask):
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
         # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.hparams.lr, self.trainer.estimated_stepping_batches)
+        total_steps = self.trainer.estimated_stepping_batches
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.hparams.lr, total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,107 @@
+"""Bake the template with every combination of tasks and loggers; check the files, lint and imports of each,
+and run each baked project's own tests (all of them for the default project)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+
+import pytest
+from conftest import LOGGERS, PACKAGE, TASKS, answers, python, run, task_subsets
+
+SRC = f"src/{PACKAGE}"
+ALWAYS = {
+    ".cookiecutter.json", ".gitignore", ".pre-commit-config.yaml", ".github/workflows/ci.yml", "LICENSE",
+    "README.md", "ROADMAP.md", "pyproject.toml",
+    "roadmap/stage1_tensors.py", "roadmap/stage2_training_loop.py",
+    f"{SRC}/__init__.py", f"{SRC}/__main__.py", f"{SRC}/cli.py", f"{SRC}/callbacks.py", f"{SRC}/plots.py",
+    f"{SRC}/tasks/__init__.py", f"{SRC}/data/__init__.py", f"{SRC}/data/base.py",
+    "tests/conftest.py", "tests/test_cli.py", "tests/test_roadmap.py",
+}
+# A shared file is there when any task that needs it is.
+SHARED = {
+    f"{SRC}/data/synthetic.py": {"linear_regression", "xor"},
+    f"{SRC}/data/mnist.py": {"mnist_cnn"},
+    f"{SRC}/classification.py": {"xor", "mnist_cnn"},
+}
+
+
+def expected_files(tasks: tuple[str, ...]) -> set[str]:
+    own = {path for task in tasks for path in (f"{SRC}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py")}
+    shared = {path for path, users in SHARED.items() if users & set(tasks)}
+    return ALWAYS | own | shared
+
+
+def files_of(project: Path) -> set[str]:
+    skip = {"__pycache__", ".pytest_cache", ".ruff_cache"}
+    return {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file() and not skip & set(p.parts)}
+
+
+COMBINATIONS = [(tasks, logger) for tasks in task_subsets() for logger in LOGGERS]
+
+
+@pytest.mark.parametrize(("tasks", "logger"), COMBINATIONS, ids=[f"{'+'.join(t)}-{lg}" for t, lg in COMBINATIONS])
+def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger):
+    project = bake(tasks=tasks, logger=logger)
+    assert files_of(project) == expected_files(tasks)
+
+    for path in project.rglob("*"):
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            assert "{{" not in text and "{%" not in text, f"unrendered Jinja in {path.relative_to(project)}"
+    for task in set(TASKS) - set(tasks):  # the docs of a pruned task are gone too
+        for doc in ("README.md", "ROADMAP.md"):
+            assert f"configs/{task}.yaml" not in (project / doc).read_text(), f"{task} still in {doc}"
+
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    dependencies = " ".join(pyproject["project"]["dependencies"])
+    assert pyproject["project"]["name"] == "roadmap-project"
+    assert pyproject["project"]["scripts"] == {"roadmap-project": f"{PACKAGE}.cli:main"}
+    assert ("torchvision" in dependencies) == ("mnist_cnn" in tasks)
+    assert {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning") in dependencies
+    recorded = json.loads((project / ".cookiecutter.json").read_text())
+    assert recorded["logger"] == logger and recorded["include_xor"] == ("yes" if "xor" in tasks else "no")
+
+    lint = run(python("-m", "ruff", "check", "."), project)
+    assert lint.returncode == 0, lint.stdout
+    formatted = run(python("-m", "ruff", "format", "--check", "."), project)
+    assert formatted.returncode == 0, formatted.stdout
+
+    modules = [p.relative_to(project / "src").with_suffix("").as_posix().replace("/", ".") for p in (project / SRC).rglob("*.py")]
+    imported = run(python("-c", "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)", *modules), project)
+    assert imported.returncode == 0, imported.stderr[-3000:]
+
+
+def test_default_bake_installs_and_passes_its_whole_test_suite(bake, tmp_path):
+    project = bake()
+    site = tmp_path / "site"
+    installed = run(python("-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(project)), project)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert (site / PACKAGE / "cli.py").exists() and (site / "bin" / "roadmap-project").exists()
+
+    tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider"), project, pythonpath=site)
+    assert tests.returncode == 0, tests.stdout[-5000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_single_task_bake_runs_its_fast_dev_run(bake, task):
+    project = bake(tasks=(task,))
+    tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "fast_dev_run"), project)
+    assert tests.returncode == 0, tests.stdout[-5000:]
+    assert "1 passed" in tests.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("logger", [lg for lg in LOGGERS if lg != "tensorboard"])
+def test_each_logger_bake_runs_fast_dev_run_and_its_logger_smoke_run(bake, logger):
+    project = bake(logger=logger)
+    tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "fast_dev_run or chosen_logger"), project)
+    assert tests.returncode == 0, tests.stdout[-5000:]
+    assert f"{len(TASKS) + 1} passed" in tests.stdout.splitlines()[-1]
+
+
+def test_answers_helper_matches_cookiecutter_json():
+    """The tests bake with the same keys the template asks for."""
+    context = json.loads((Path(__file__).parents[1] / "cookiecutter.json").read_text())
+    assert set(answers()) <= set(context)
