@@ -1,7 +1,9 @@
 """Refuse bad answers before cookiecutter writes anything.
 
 Runs before generation (cookiecutter removes the output folder when this hook fails), so a bad
-answer costs one clear line on stderr and leaves nothing behind. The package name is derived from
+answer costs one clear line on stderr and leaves nothing behind. Choice answers outside their
+list (logger, license, python_version, include_*) are refused by cookiecutter itself; they are
+checked here again for templates driven with a replayed or edited context. The package name is derived from
 the project name in cookiecutter.json; it must be a valid, importable, non-shadowing identifier.
 """
 
@@ -27,6 +29,7 @@ DEPENDENCIES = {
     "torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning", "lightning_fabric", "jsonargparse",
     "rich", "matplotlib", "numpy", "tensorboard", "wandb", "mlflow", "yaml", "pytest", "ruff", "setuptools", "pip",
     "transformers", "datasets", "tokenizers", "fastapi", "pydantic", "onnx", "onnxruntime", "torchao", "src", "tests",
+    "test",  # the standard library's regression tests; sys.stdlib_module_names leaves it out
 }
 
 

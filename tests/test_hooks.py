@@ -1,0 +1,74 @@
+"""Bad answers are refused before anything is written: one line that says what is wrong, and no folder left."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import pytest
+from conftest import TEMPLATE, answers
+
+REFUSED = [
+    ({"project": ""}, "project name is empty"),
+    ({"project": "   "}, "project name is empty"),
+    ({"project": "3d-vision"}, "not a valid Python identifier"),
+    ({"project": "my-project!"}, "not a valid Python identifier"),
+    ({"project": "class"}, "is a Python keyword"),
+    ({"project": "match"}, "is a Python keyword"),
+    ({"project": "torch"}, "would shadow the module 'torch'"),
+    ({"project": "Lightning"}, "would shadow the module 'lightning'"),
+    ({"project": "json"}, "would shadow the module 'json'"),
+    ({"project": "test"}, "would shadow the module 'test'"),
+    ({"project": "a/b"}, "path separator"),
+    ({"project": "..evil"}, "path separator"),
+    ({"project": "Café"}, "non-ASCII"),
+    ({"project": "x" * 65}, "65 characters long"),
+    ({"project": 'say "hi"'}, "not a valid Python identifier"),
+    (answers(tasks=()), "no task selected"),
+    ({"project": "a/b/c"}, "path separator"),
+]
+# cookiecutter itself refuses an answer outside a choice list, before the hook runs.
+OUTSIDE_CHOICES = [{"include_xor": "maybe"}, {"logger": "neptune"}, {"python_version": "2.7"}, {"license": "GPL"}]
+
+
+def left_behind(tmp_path: Path) -> list[Path]:
+    """What a bake left under pytest-cookies' output folders (cookies/bakeNN/)."""
+    return [path for bake in (tmp_path / "cookies").iterdir() for path in bake.rglob("*")]
+
+
+@pytest.mark.parametrize(("context", "message"), REFUSED, ids=[m for _, m in REFUSED])
+def test_bad_answer_fails_the_bake_with_its_message_and_leaves_nothing(cookies, capfd, tmp_path, context, message):
+    result = cookies.bake(extra_context=context)
+    assert result.exit_code != 0
+    error_lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR: ")]
+    assert message in error_lines[0]
+    assert left_behind(tmp_path) == []
+
+
+@pytest.mark.parametrize("context", OUTSIDE_CHOICES, ids=lambda c: next(iter(c)))
+def test_answer_outside_its_choices_is_refused_with_the_choices_and_leaves_nothing(cookies, tmp_path, context):
+    result = cookies.bake(extra_context=context)
+    assert result.exit_code != 0
+    assert "but the choices are" in str(result.exception)
+    assert left_behind(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("project", "package"),
+    [("My Project", "my_project"), ("digit-classifier", "digit_classifier"), ("Roadmap.Demo", "roadmap_demo")],
+)
+def test_spaces_dashes_dots_and_capitals_become_a_valid_package(bake, project, package):
+    path = bake(project=project)
+    assert path.name == project
+    assert (path / "src" / package / "cli.py").exists()
+    assert f"python -m {package} fit" in (path / "README.md").read_text()
+
+
+def test_cookiecutter_command_line_prints_one_clear_line_and_writes_nothing(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), str(TEMPLATE), "project=torch"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode != 0
+    assert "ERROR: package name 'torch' would shadow the module 'torch'" in done.stderr
+    assert list(tmp_path.iterdir()) == []
