@@ -5,19 +5,13 @@ conditions in those files, so what is left is whole files. A file goes when no s
 it: task code, its config and tests, and the data modules and recipes only those tasks share.
 """
 
+import json
 from pathlib import Path
 
-PACKAGE = "src/{{ cookiecutter.__package }}"
-SELECTED = {
-    task
-    for task, answer in {
-        "linear_regression": "{{ cookiecutter.include_linear_regression }}",
-        "xor": "{{ cookiecutter.include_xor }}",
-        "mnist_cnn": "{{ cookiecutter.include_mnist_cnn }}",
-    }.items()
-    if answer == "yes"
-}
+ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
 TASKS = ("linear_regression", "xor", "mnist_cnn")
+SELECTED = {task for task in TASKS if ANSWERS[f"include_{task}"] == "yes"}
+PACKAGE = f"src/{ANSWERS['__package']}"
 SHARED = {
     f"{PACKAGE}/data/synthetic.py": {"linear_regression", "xor"},
     f"{PACKAGE}/data/mnist.py": {"mnist_cnn"},

@@ -7,28 +7,51 @@ checked here again for templates driven with a replayed or edited context. The p
 the project name in cookiecutter.json; it must be a valid, importable, non-shadowing identifier.
 """
 
+import json
 import keyword
 import re
 import sys
 
-PROJECT = {{ cookiecutter.project | tojson }}
-PACKAGE = {{ cookiecutter.__package | tojson }}
-TASKS = {
-    "linear_regression": {{ cookiecutter.include_linear_regression | tojson }},
-    "xor": {{ cookiecutter.include_xor | tojson }},
-    "mnist_cnn": {{ cookiecutter.include_mnist_cnn | tojson }},
-}
-LOGGER = {{ cookiecutter.logger | tojson }}
-PYTHON = {{ cookiecutter.python_version | tojson }}
+ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")  # a raw string: any name survives as data
+PROJECT = ANSWERS["project"]
+PACKAGE = ANSWERS["__package"]
+TASKS = {task: ANSWERS[f"include_{task}"] for task in ("linear_regression", "xor", "mnist_cnn")}
+LOGGER = ANSWERS["logger"]
+PYTHON = ANSWERS["python_version"]
 
 MAX_LENGTH = 64
 LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
 PYTHONS = ("3.10", "3.11", "3.12", "3.13")
 # Importing any of these by name must keep working inside the generated project.
 DEPENDENCIES = {
-    "torch", "torchvision", "torchmetrics", "lightning", "pytorch_lightning", "lightning_fabric", "jsonargparse",
-    "rich", "matplotlib", "numpy", "tensorboard", "wandb", "mlflow", "yaml", "pytest", "ruff", "setuptools", "pip",
-    "transformers", "datasets", "tokenizers", "fastapi", "pydantic", "onnx", "onnxruntime", "torchao", "src", "tests",
+    "torch",
+    "torchvision",
+    "torchmetrics",
+    "lightning",
+    "pytorch_lightning",
+    "lightning_fabric",
+    "jsonargparse",
+    "rich",
+    "matplotlib",
+    "numpy",
+    "tensorboard",
+    "wandb",
+    "mlflow",
+    "yaml",
+    "pytest",
+    "ruff",
+    "setuptools",
+    "pip",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "fastapi",
+    "pydantic",
+    "onnx",
+    "onnxruntime",
+    "torchao",
+    "src",
+    "tests",
     "test",  # the standard library's regression tests; sys.stdlib_module_names leaves it out
 }
 
@@ -40,7 +63,7 @@ def problem() -> str | None:
         return f"project name is {len(PROJECT)} characters long; keep it to {MAX_LENGTH} or fewer"
     if "/" in PROJECT or "\\" in PROJECT or ".." in PROJECT:
         return f"project name {PROJECT!r} contains a path separator or '..'; use letters, digits, '-', '_' and spaces"
-    if PROJECT != PROJECT.strip():
+    if PROJECT.strip() != PROJECT:
         return f"project name {PROJECT!r} starts or ends with a space; remove it"
     if not PACKAGE.isascii():
         return f"project name {PROJECT!r} has non-ASCII letters; use ASCII letters, digits, '-', '_' and spaces"
@@ -52,7 +75,10 @@ def problem() -> str | None:
     if keyword.iskeyword(PACKAGE) or keyword.issoftkeyword(PACKAGE):
         return f"package name {PACKAGE!r} is a Python keyword; choose another project name"
     if PACKAGE in sys.stdlib_module_names or PACKAGE in DEPENDENCIES:
-        return f"package name {PACKAGE!r} would shadow the module {PACKAGE!r} of the standard library or a dependency; choose another project name"
+        return (
+            f"package name {PACKAGE!r} would shadow the module {PACKAGE!r} of the standard library or a dependency; "
+            "choose another project name"
+        )
     for task, answer in TASKS.items():
         if answer not in ("yes", "no"):
             return f"include_{task} must be 'yes' or 'no', got {answer!r}"

@@ -12,12 +12,27 @@ from conftest import LOGGERS, PACKAGE, TASKS, answers, python, run, task_subsets
 
 SRC = f"src/{PACKAGE}"
 ALWAYS = {
-    ".cookiecutter.json", ".gitignore", ".pre-commit-config.yaml", ".github/workflows/ci.yml", "LICENSE",
-    "README.md", "ROADMAP.md", "pyproject.toml",
-    "roadmap/stage1_tensors.py", "roadmap/stage2_training_loop.py",
-    f"{SRC}/__init__.py", f"{SRC}/__main__.py", f"{SRC}/cli.py", f"{SRC}/callbacks.py", f"{SRC}/plots.py",
-    f"{SRC}/tasks/__init__.py", f"{SRC}/data/__init__.py", f"{SRC}/data/base.py",
-    "tests/conftest.py", "tests/test_cli.py", "tests/test_roadmap.py",
+    ".cookiecutter.json",
+    ".gitignore",
+    ".pre-commit-config.yaml",
+    ".github/workflows/ci.yml",
+    "LICENSE",
+    "README.md",
+    "ROADMAP.md",
+    "pyproject.toml",
+    "roadmap/stage1_tensors.py",
+    "roadmap/stage2_training_loop.py",
+    f"{SRC}/__init__.py",
+    f"{SRC}/__main__.py",
+    f"{SRC}/cli.py",
+    f"{SRC}/callbacks.py",
+    f"{SRC}/plots.py",
+    f"{SRC}/tasks/__init__.py",
+    f"{SRC}/data/__init__.py",
+    f"{SRC}/data/base.py",
+    "tests/conftest.py",
+    "tests/test_cli.py",
+    "tests/test_roadmap.py",
 }
 # A shared file is there when any task that needs it is.
 SHARED = {
@@ -28,7 +43,9 @@ SHARED = {
 
 
 def expected_files(tasks: tuple[str, ...]) -> set[str]:
-    own = {path for task in tasks for path in (f"{SRC}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py")}
+    own = {
+        path for task in tasks for path in (f"{SRC}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py")
+    }
     shared = {path for path, users in SHARED.items() if users & set(tasks)}
     return ALWAYS | own | shared
 
@@ -59,7 +76,8 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     assert pyproject["project"]["name"] == "roadmap-project"
     assert pyproject["project"]["scripts"] == {"roadmap-project": f"{PACKAGE}.cli:main"}
     assert ("torchvision" in dependencies) == ("mnist_cnn" in tasks)
-    assert {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning") in dependencies
+    logger_package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning")
+    assert logger_package in dependencies
     recorded = json.loads((project / ".cookiecutter.json").read_text())
     assert recorded["logger"] == logger and recorded["include_xor"] == ("yes" if "xor" in tasks else "no")
 
@@ -68,15 +86,22 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     formatted = run(python("-m", "ruff", "format", "--check", "."), project)
     assert formatted.returncode == 0, formatted.stdout
 
-    modules = [p.relative_to(project / "src").with_suffix("").as_posix().replace("/", ".") for p in (project / SRC).rglob("*.py")]
-    imported = run(python("-c", "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)", *modules), project)
+    modules = [
+        p.relative_to(project / "src").with_suffix("").as_posix().replace("/", ".")
+        for p in (project / SRC).rglob("*.py")
+    ]
+    imported = run(
+        python("-c", "import importlib, sys\nfor m in sys.argv[1:]: importlib.import_module(m)", *modules), project
+    )
     assert imported.returncode == 0, imported.stderr[-3000:]
 
 
 def test_default_bake_installs_and_passes_its_whole_test_suite(bake, tmp_path):
     project = bake()
     site = tmp_path / "site"
-    installed = run(python("-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(project)), project)
+    installed = run(
+        python("-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(project)), project
+    )
     assert installed.returncode == 0, installed.stderr[-3000:]
     assert (site / PACKAGE / "cli.py").exists() and (site / "bin" / "roadmap-project").exists()
 

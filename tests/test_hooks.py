@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
 import pytest
 from conftest import TEMPLATE, answers
 

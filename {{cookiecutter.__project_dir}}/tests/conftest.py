@@ -8,6 +8,7 @@ import pytest
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 import torch
 {%- endif %}
+import yaml
 
 from {{ cookiecutter.__package }}.cli import RoadmapCLI, main
 
@@ -27,18 +28,19 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def cli_args(subcommand: str, task: str, task_args: dict[str, list[str]], *args: str) -> list[str]:
-    """The command line of `python -m {{ cookiecutter.__package }} SUBCOMMAND --config configs/TASK.yaml ...`, quiet."""
+def cli_args(subcommand: str, task: str, data_args: dict[str, list[str]], *args: str) -> list[str]:
+    """The CLI arguments `SUBCOMMAND --config configs/TASK.yaml ...`, made quiet and offline."""
     config = PROJECT_ROOT / "configs" / f"{task}.yaml"
-    return [subcommand, "--config", str(config), *task_args.get(task, []), *QUIET, *args]
+    data_class = yaml.safe_load(config.read_text())["data"]["class_path"].rsplit(".", 1)[-1]
+    return [subcommand, "--config", str(config), *data_args.get(data_class, []), *QUIET, *args]
 
 
 @pytest.fixture
-def run_cli(workdir: Path, task_args: dict[str, list[str]]):
+def run_cli(workdir: Path, data_args: dict[str, list[str]]):
     """`run_cli("fit", "xor", "--trainer.max_epochs", "1")` runs the CLI in-process on configs/xor.yaml."""
 
     def run(subcommand: str, task: str, *args: str) -> RoadmapCLI:
-        return main(cli_args(subcommand, task, task_args, *args))
+        return main(cli_args(subcommand, task, data_args, *args))
 
     return run
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
@@ -73,10 +75,11 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def task_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
-    """Extra options a task needs to run offline in a test."""
+def data_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
+    """Options a data module needs to run offline in a test, by data module class: every task on it gets them."""
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
-    return {"mnist_cnn": ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]}
+    offline = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
+    return {"MNISTDataModule": offline}
 {%- else %}
     return {}
 {%- endif %}

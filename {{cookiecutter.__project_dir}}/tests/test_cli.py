@@ -108,10 +108,10 @@ def test_bf16_mixed_precision_trains(run_cli, task):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
-def test_two_process_ddp_trains_and_exits_cleanly(workdir, task_args, task):
+def test_two_process_ddp_trains_and_exits_cleanly(workdir, data_args, task):
     ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
     limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
-    args = cli_args("fit", task, task_args, *ddp, *limits, "--data.batch_size", "16")
+    args = cli_args("fit", task, data_args, *ddp, *limits, "--data.batch_size", "16")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *args]
     done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)

@@ -1,0 +1,40 @@
+# The template's entry points. Each creates .venv from requirements-dev.txt on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := build/demo
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/installed: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Bake the default project, install it, train and test the synthetic tasks (offline), say where the results are.
+demo: $(VENV)/installed
+	rm -rf $(DEMO)
+	$(BIN)/cookiecutter --no-input --output-dir $(DEMO) .
+	$(BIN)/pip install --quiet --no-deps -e $(DEMO)/roadmap-project
+	cd $(DEMO)/roadmap-project && for task in linear_regression xor; do \
+		$(CURDIR)/$(BIN)/roadmap-project fit --config configs/$$task.yaml --trainer.enable_progress_bar false || exit 1; \
+		$(CURDIR)/$(BIN)/roadmap-project test --config configs/$$task.yaml --ckpt_path best --trainer.enable_progress_bar false || exit 1; \
+	done
+	@echo; echo "Demo project: $(DEMO)/roadmap-project. Its runs (checkpoints, config.yaml, TensorBoard metrics, PNG plots):"
+	@cd $(DEMO)/roadmap-project && find runs -type f \( -name '*.ckpt' -o -name '*.png' -o -name 'config.yaml' -o -name 'events.*' \) | sort | sed 's/^/  /'
+	@echo "Look at the curves: tensorboard --logdir $(DEMO)/roadmap-project/runs"
+
+# The template's own tests; pytest's exit code 5 (no test collected) counts as a failure.
+test: $(VENV)/installed
+	$(BIN)/pytest tests
+
+bench: $(VENV)/installed
+	$(BIN)/python benchmarks/training.py
+
+lint: $(VENV)/installed
+	$(BIN)/ruff check hooks tests benchmarks
+	$(BIN)/ruff format --check hooks tests benchmarks
+
+clean:
+	rm -rf $(VENV) build
