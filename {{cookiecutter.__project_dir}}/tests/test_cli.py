@@ -36,6 +36,8 @@ def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_the
     # The saved config reproduces the run: it parses and trains again.
     main(["fit", "--config", str(run / "config.yaml"), "--trainer.fast_dev_run", "true"])
 
+    validated = run_cli("validate", task, "--ckpt_path", "best", "--trainer.limit_val_batches", "2").trainer
+    assert math.isfinite(validated.callback_metrics["val_loss"])
     tested = run_cli("test", task, "--ckpt_path", "best", "--trainer.limit_test_batches", "2").trainer
     assert "test_loss" in tested.callback_metrics
     assert (run_dir(tested) / "confusion_matrix.png").exists() == (task in CLASSIFIERS)

@@ -17,6 +17,7 @@ import netrc
 {% endif -%}
 import os
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,6 +29,9 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from . import ConfigError
 from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
+
+# Lightning 2.6 calls a torch.utils._pytree API that newer torch deprecates; nothing a user can act on.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 RUNS_DIR = "runs"
 # The experiment logger chosen when the project was generated; `--trainer.logger` overrides it.
