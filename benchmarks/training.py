@@ -211,12 +211,18 @@ def worker_mnist(spec: dict) -> dict:
     first_99 = next((e for e in epochs if e["val_acc"] >= 0.99), None)
     test = cli_module.main(["test", *data_args, "--ckpt_path", "best"])
     data = fit.datamodule
+    # The logged test_acc is torchmetrics' MulticlassAccuracy, macro-averaged (the mean of the per-class
+    # accuracies); the fraction of test images classified correctly is counted here, with the tested weights.
+    model = test.model.eval()
+    with torch.inference_mode():
+        correct = sum((model(x).argmax(dim=-1) == y).sum().item() for x, y in test.datamodule.test_dataloader())
     return {
         "fit_seconds": fit_seconds,
         "epochs": epochs,
         "seconds_to_val_acc_99": first_99["seconds"] if first_99 else None,
         "epoch_of_val_acc_99": first_99["epoch"] if first_99 else None,
-        "test_acc": float(test.trainer.callback_metrics["test_acc"]),
+        "test_fraction_correct": correct / len(test.datamodule.test_set),
+        "test_acc_logged_macro": float(test.trainer.callback_metrics["test_acc"]),
         "tested_checkpoint": os.path.relpath(test.config.test.ckpt_path),
         "split_sizes": [len(data.train_set), len(data.val_set), len(data.test_set)],
         "max_epochs": fit.trainer.max_epochs,
@@ -337,21 +343,26 @@ def print_mnist(m: dict, quick: bool) -> None:
     )
     if quick:
         print(f"--quick: only {' '.join(QUICK_MNIST)}, so the accuracy says nothing about the goal")
-    print(f"{'epoch':>5}  {'seconds':>8}  {'val_acc':>8}")
+    print(f"{'epoch':>5}  {'seconds':>8}  {'val_acc':>8}   (seconds since the fit call; val_acc as logged: macro)")
     for e in m["epochs"]:
         print(f"{e['epoch']:5d}  {e['seconds']:8.1f}  {100 * e['val_acc']:7.2f}%")
     to_99 = m["seconds_to_val_acc_99"]
-    print(f"fit wall time (CLI call to return):                {m['fit_seconds']:8.1f} s")
-    print(
-        "seconds until val_acc >= 0.99 (end of val epoch):  "
-        + (f"{to_99:8.1f} s (epoch {m['epoch_of_val_acc_99']})" if to_99 is not None else "   never")
-    )
-    verdict = "meets" if m["test_acc"] >= TARGET_TEST_ACC else "BELOW"
-    print(
-        f"test_acc of the best checkpoint:                   {100 * m['test_acc']:8.2f} %  "
-        f"{verdict} the goal of {100 * TARGET_TEST_ACC:.1f} %"
-    )
-    print(f"peak RSS (fit and test in one process):            {m['peak_rss_mib']:8.0f} MiB")
+    verdict = "meets" if m["test_fraction_correct"] >= TARGET_TEST_ACC else "BELOW"
+    rows = [
+        ("fit wall time (CLI call to return)", f"{m['fit_seconds']:8.1f} s"),
+        (
+            "seconds until logged val_acc >= 0.99",
+            f"{to_99:8.1f} s (end of epoch {m['epoch_of_val_acc_99']})" if to_99 is not None else "   never",
+        ),
+        (
+            "test accuracy, best checkpoint (correct/all)",
+            f"{100 * m['test_fraction_correct']:8.2f} % {verdict} the goal of {100 * TARGET_TEST_ACC:.1f} %",
+        ),
+        ("logged test_acc (macro: mean per-class acc.)", f"{100 * m['test_acc_logged_macro']:8.2f} %"),
+        ("peak RSS (fit and test in one process)", f"{m['peak_rss_mib']:8.0f} MiB"),
+    ]
+    for label, value in rows:
+        print(f"{label:46}{value}")
 
 
 def main() -> None:
@@ -400,18 +411,18 @@ def main() -> None:
         "raw_steps_per_s": overhead["median_steps_per_s"]["raw"],
         "lightning_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in overhead["runs"]["lightning"]),
         "raw_peak_rss_mib": statistics.median(r["peak_rss_mib"] for r in overhead["runs"]["raw"]),
-        "lightning_rss_after_imports_mib": statistics.median(
-            r["rss_before_mib"] for r in overhead["runs"]["lightning"]
-        ),
-        "raw_rss_after_imports_mib": statistics.median(r["rss_before_mib"] for r in overhead["runs"]["raw"]),
+        "lightning_rss_at_start_mib": statistics.median(r["rss_before_mib"] for r in overhead["runs"]["lightning"]),
+        "raw_rss_at_start_mib": statistics.median(r["rss_before_mib"] for r in overhead["runs"]["raw"]),
         "lightning_off_in_overhead_run": OFF_IN_OVERHEAD_RUN,
         "lightning_on_in_overhead_run": ON_IN_OVERHEAD_RUN,
         "overhead": overhead,
-        "mnist_test_acc": mnist["test_acc"],
+        "mnist_test_acc": mnist["test_fraction_correct"],
+        "mnist_test_acc_means": "fraction of the 10,000 test images the best checkpoint classifies correctly; "
+        "the task's logged test_acc (macro-averaged) is mnist.test_acc_logged_macro",
         "mnist_seconds": mnist["fit_seconds"],
         "mnist_seconds_to_99": mnist["seconds_to_val_acc_99"],
         "mnist_seconds_to_99_means": "seconds from the start of the fit call to the end of the first validation "
-        "epoch with val_acc >= 0.99 (5,000-image validation split, checked once per epoch)",
+        "epoch whose logged val_acc (macro-averaged, 5,000-image validation split, once per epoch) is >= 0.99",
         "mnist_peak_rss_mib": mnist["peak_rss_mib"],
         "mnist": mnist,
         "quick": args.quick,

@@ -103,7 +103,27 @@ def test_default_bake_installs_and_passes_its_whole_test_suite(bake, tmp_path):
         python("-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), str(project)), project
     )
     assert installed.returncode == 0, installed.stderr[-3000:]
-    assert (site / PACKAGE / "cli.py").exists() and (site / "bin" / "roadmap-project").exists()
+    assert (site / PACKAGE / "cli.py").exists()
+    # The console script works like `python -m roadmap_project`, exit code included.
+    smoke = run(
+        [
+            str(site / "bin" / "roadmap-project"),
+            "fit",
+            "--config",
+            "configs/xor.yaml",
+            "--trainer.fast_dev_run",
+            "true",
+        ],
+        project,
+        pythonpath=site,
+    )
+    assert smoke.returncode == 0, smoke.stdout[-2000:] + smoke.stderr[-3000:]
+    typo = run(
+        [str(site / "bin" / "roadmap-project"), "fit", "--config", "configs/xor.yaml", "--trainer.max_epoch", "1"],
+        project,
+        pythonpath=site,
+    )
+    assert typo.returncode == 2 and "max_epoch" in typo.stderr
 
     tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider"), project, pythonpath=site)
     assert tests.returncode == 0, tests.stdout[-5000:]

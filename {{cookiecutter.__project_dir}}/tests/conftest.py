@@ -10,7 +10,7 @@ import torch
 {%- endif %}
 import yaml
 
-from {{ cookiecutter.__package }}.cli import RoadmapCLI, main
+from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
@@ -39,10 +39,10 @@ def cli_args(subcommand: str, task: str, data_args: dict[str, list[str]], *args:
 def run_cli(workdir: Path, data_args: dict[str, list[str]]):
     """`run_cli("fit", "xor", "--trainer.max_epochs", "1")` runs the CLI in-process on configs/xor.yaml."""
 
-    def run(subcommand: str, task: str, *args: str) -> RoadmapCLI:
-        return main(cli_args(subcommand, task, data_args, *args))
+    def invoke(subcommand: str, task: str, *args: str) -> RoadmapCLI:
+        return run(cli_args(subcommand, task, data_args, *args))
 
-    return run
+    return invoke
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 
 

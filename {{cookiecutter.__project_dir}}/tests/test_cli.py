@@ -13,7 +13,7 @@ import torch
 from conftest import CONFIGS, PROJECT_ROOT, cli_args
 
 from {{ cookiecutter.__package }}.callbacks import run_dir
-from {{ cookiecutter.__package }}.cli import main
+from {{ cookiecutter.__package }}.cli import run
 
 TASKS = [config.stem for config in CONFIGS]
 CLASSIFIERS = [task for task in TASKS if task != "linear_regression"]
@@ -30,11 +30,11 @@ def test_fast_dev_run_trains_validates_and_tests(run_cli, workdir, task):
 @pytest.mark.parametrize("task", TASKS)
 def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_them(run_cli, task):
     limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
-    run = run_dir(run_cli("fit", task, *limits).trainer)
-    assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run / "checkpoints").iterdir()}
-    assert (run / "learning_curves.png").stat().st_size > 1000
+    run_folder = run_dir(run_cli("fit", task, *limits).trainer)
+    assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run_folder / "checkpoints").iterdir()}
+    assert (run_folder / "learning_curves.png").stat().st_size > 1000
     # The saved config reproduces the run: it parses and trains again.
-    main(["fit", "--config", str(run / "config.yaml"), "--trainer.fast_dev_run", "true"])
+    run(["fit", "--config", str(run_folder / "config.yaml"), "--trainer.fast_dev_run", "true"])
 
     validated = run_cli("validate", task, "--ckpt_path", "best", "--trainer.limit_val_batches", "2").trainer
     assert math.isfinite(validated.callback_metrics["val_loss"])

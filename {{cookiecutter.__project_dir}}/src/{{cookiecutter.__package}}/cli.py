@@ -146,7 +146,12 @@ def user_error(err: BaseException | None) -> ConfigError | None:
     return err
 
 
-def main(args: list[str] | None = None) -> RoadmapCLI:
+def main() -> None:
+    """The console script and `python -m {{ cookiecutter.__package }}`: arguments from sys.argv."""
+    run()
+
+
+def run(args: list[str] | None = None) -> RoadmapCLI:
     """Parse `args` (default: sys.argv), run the subcommand, and return the CLI (its trainer, model, data)."""
     try:
         return RoadmapCLI(
