@@ -18,9 +18,10 @@ class ClassificationTask(LightningModule):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
         # One metric object per stage: their states must never mix (torchmetrics syncs them across ranks).
-        self.train_acc = MulticlassAccuracy(num_classes)
-        self.val_acc = MulticlassAccuracy(num_classes)
-        self.test_acc = MulticlassAccuracy(num_classes)
+        # average="micro": the fraction of examples classified right (torchmetrics' default is per-class macro).
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -39,7 +40,7 @@ class ClassificationTask(LightningModule):
         loss = self.loss(logits, target)
         predicted = self.probabilities(logits).argmax(dim=-1)
         accuracy = getattr(self, f"{stage}_acc")
-        accuracy(predicted, target)
+        accuracy.update(predicted, target)  # computed once per epoch when logged, not per batch
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, prog_bar=stage != "train")
