@@ -20,7 +20,7 @@ CLASSIFIERS = [task for task in TASKS if task != "linear_regression"]
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_fast_dev_run_trains_validates_and_tests(run_cli, workdir, task):
+def test_fast_dev_run_trains_and_validates(run_cli, workdir, task):
     cli = run_cli("fit", task, "--trainer.fast_dev_run", "true")
     metrics = cli.trainer.callback_metrics
     assert cli.trainer.global_step == 1
