@@ -22,6 +22,7 @@ ALWAYS = {
     "pyproject.toml",
     "roadmap/stage1_tensors.py",
     "roadmap/stage2_training_loop.py",
+    "scripts/gpu_check.py",
     f"{SRC}/__init__.py",
     f"{SRC}/__main__.py",
     f"{SRC}/cli.py",

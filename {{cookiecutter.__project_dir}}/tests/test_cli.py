@@ -108,6 +108,12 @@ def test_bf16_mixed_precision_trains(run_cli, task):
     assert math.isfinite(cli.trainer.callback_metrics["train_loss"])
 
 
+def test_compile_switch_trains_the_compiled_model(run_cli):
+    cli = run_cli("fit", TASKS[0], "--trainer.fast_dev_run", "true", "--compile", "true")
+    assert isinstance(cli.model, torch._dynamo.eval_frame.OptimizedModule)
+    assert cli.trainer.global_step == 1 and math.isfinite(cli.trainer.callback_metrics["train_loss"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("task", TASKS)
 def test_two_process_ddp_trains_and_exits_cleanly(workdir, data_args, task):

@@ -7,6 +7,7 @@ and, if it is a classifier, keeps a `test_confusion` metric; the pictures follow
 from __future__ import annotations
 
 import csv
+import time
 from pathlib import Path
 
 import torch
@@ -97,3 +98,23 @@ class PredictionWriter(BasePredictionWriter):
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows([[round(v, 6) for v in row] for row in rows])
+
+
+class StepTimer(Callback):
+    """The wall time at the end of every training step, synchronised with the GPU: for throughput checks.
+
+    `--trainer.callbacks+={{ cookiecutter.__package }}.callbacks.StepTimer`; scripts/gpu_check.py reads `steps_per_second`.
+    """
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+        if pl_module.device.type == "cuda":
+            torch.cuda.synchronize(pl_module.device)
+        self.times.append(time.perf_counter())
+
+    def steps_per_second(self, skip: int = 0) -> float:
+        """Steps per second after the first `skip` steps (warm-up, compilation)."""
+        times = self.times[skip:]
+        return (len(times) - 1) / (times[-1] - times[0])

@@ -71,6 +71,7 @@ class RoadmapCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
+        parser.add_argument("--compile", type=bool, default=False, help="Run the model through torch.compile.")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
@@ -80,6 +81,11 @@ class RoadmapCLI(LightningCLI):
         if config.get("ckpt_path") in ("last", "best"):
             config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
         self.trainer_defaults["callbacks"] = default_callbacks(config.trainer)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if self.config_init[self.subcommand].get("compile"):
+            self.model = torch.compile(self.model)  # the Trainer unwraps it for checkpoints and hooks
 
     def after_fit(self) -> None:
         self._report()
@@ -94,9 +100,8 @@ class RoadmapCLI(LightningCLI):
         """Say where this run's files are: checkpoints, config, pictures, predictions."""
         folder = run_dir(self.trainer)
         if self.trainer.is_global_zero and folder.exists():
-            files = sorted(
-                str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.suffix in ARTIFACTS
-            )
+            candidates = [*folder.glob("*"), *folder.glob("checkpoints/*")]
+            files = sorted(str(p.relative_to(folder)) for p in candidates if p.is_file() and p.suffix in ARTIFACTS)
             print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  " + "\n  ".join(files), flush=True)
 
 
