@@ -1,30 +1,15 @@
 """What every data module here shares: a train/val/test split and the DataLoaders over it.
 
 A subclass builds `self.train_set`, `self.val_set` and `self.test_set` in `setup()`; `predict` runs
-over the test split, so its predictions can be compared with the targets. Data that fits in memory
-goes in an `InMemoryDataset`: its DataLoader fetches a whole batch with one indexing operation per
-tensor instead of stacking `batch_size` single examples, which is what keeps a GPU fed.
+over the test split, so its predictions can be compared with the targets.
 """
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
+from torch.utils.data import DataLoader, Dataset
 
 from .. import ConfigError, require_positive
-
-
-class InMemoryDataset(TensorDataset):
-    """Tensors of equal length; `DataLoader` asks it for a batch of indices at once (also through a Subset)."""
-
-    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
-        return tuple(tensor[indices] for tensor in self.tensors)
-
-
-def already_batched(batch):
-    """collate_fn for InMemoryDataset: `__getitems__` returned the batch itself."""
-    return batch
 
 
 class SplitDataModule(LightningDataModule):
@@ -47,7 +32,6 @@ class SplitDataModule(LightningDataModule):
             shuffle=shuffle,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
-            collate_fn=already_batched if isinstance(_base(dataset), InMemoryDataset) else None,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -61,10 +45,3 @@ class SplitDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set)
-
-
-def _base(dataset: Dataset) -> Dataset:
-    """The dataset under any Subset (random_split) wrappers."""
-    while isinstance(dataset, Subset):
-        dataset = dataset.dataset
-    return dataset

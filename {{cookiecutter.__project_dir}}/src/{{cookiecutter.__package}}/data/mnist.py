@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch.utils.data import random_split
+from torch.utils.data import TensorDataset, random_split
 from torchvision.datasets import MNIST
 
 from .. import ConfigError, require_positive
-from .base import InMemoryDataset, SplitDataModule
+from .base import SplitDataModule
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 
@@ -63,8 +63,8 @@ class MNISTDataModule(SplitDataModule):
         train, test = self._dataset(train=True), self._dataset(train=False)
         if not 0 < self.hparams.val_size < len(train):
             raise ConfigError(f"val_size must be between 1 and {len(train) - 1}, got {self.hparams.val_size}")
-        full = InMemoryDataset(self.preprocess(train.data), train.targets)
+        full = TensorDataset(self.preprocess(train.data), train.targets)
         n_val = self.hparams.val_size
         generator = torch.Generator().manual_seed(self.hparams.seed)
         self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
-        self.test_set = InMemoryDataset(self.preprocess(test.data), test.targets)
+        self.test_set = TensorDataset(self.preprocess(test.data), test.targets)

@@ -6,9 +6,10 @@ Nothing is downloaded; the same seed gives the same data on every machine and ev
 from __future__ import annotations
 
 import torch
+from torch.utils.data import TensorDataset
 
 from .. import ConfigError, require_positive
-from .base import InMemoryDataset, SplitDataModule
+from .base import SplitDataModule
 
 
 class LineDataModule(SplitDataModule):
@@ -42,9 +43,9 @@ class LineDataModule(SplitDataModule):
         y = hp.slope * x + hp.intercept + hp.noise_std * torch.randn(hp.num_samples, 1, generator=generator)
         n_val, n_test = int(hp.num_samples * hp.val_fraction), int(hp.num_samples * hp.test_fraction)
         n_train = hp.num_samples - n_val - n_test
-        self.train_set = InMemoryDataset(x[:n_train], y[:n_train])
-        self.val_set = InMemoryDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
-        self.test_set = InMemoryDataset(x[n_train + n_val :], y[n_train + n_val :])
+        self.train_set = TensorDataset(x[:n_train], y[:n_train])
+        self.val_set = TensorDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
+        self.test_set = TensorDataset(x[n_train + n_val :], y[n_train + n_val :])
 
 
 class XORDataModule(SplitDataModule):
@@ -62,5 +63,5 @@ class XORDataModule(SplitDataModule):
     def setup(self, stage: str | None = None) -> None:
         x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # (4, 2)
         y = torch.tensor([0, 1, 1, 0])
-        self.train_set = InMemoryDataset(x.repeat(self.hparams.repeats, 1), y.repeat(self.hparams.repeats))
-        self.val_set = self.test_set = InMemoryDataset(x, y)
+        self.train_set = TensorDataset(x.repeat(self.hparams.repeats, 1), y.repeat(self.hparams.repeats))
+        self.val_set = self.test_set = TensorDataset(x, y)
