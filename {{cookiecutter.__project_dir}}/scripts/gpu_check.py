@@ -6,8 +6,9 @@
 Each run trains for a fraction of an epoch through the project's CLI (validation, logging and
 checkpoints off): `--warmup` steps that are not timed (they include compilation), then `--steps`
 timed ones. It prints steps/s per variant and the ratio to the same task's 32-true eager run, and
-writes the table to runs/gpu_check.json. On an H100 the small tasks are bound by kernel launches and
-the MNIST one by its DataLoader (num_workers=0), so the ratios there say little about precision.
+writes the table to runs/gpu_check.json. On an H100 these small models are bound by the host's work
+per step (the Trainer loop, logging, optimizer and scheduler: a few ms), not by the GPU, so the
+ratios there say little about precision or compilation; larger models and batches show them.
 """
 
 from __future__ import annotations
