@@ -2,7 +2,7 @@
 
 1. Lightning overhead. The MNIST CNN task (its config's hyperparameters, AdamW + OneCycleLR) is
    trained for the same number of steps twice, side by side: through the generated CLI's Trainer
-   (`main(["fit", "--config", "configs/mnist_cnn.yaml", ...])`) and through a hand-written PyTorch
+   (`run(["fit", "--config", "configs/mnist_cnn.yaml", ...])`) and through a hand-written PyTorch
    loop (forward -> loss -> backward -> step) over the very same DataLoader of preprocessed tensors
    (the project's MNISTDataModule on the first 12,800 training images). Warm-up steps are not timed;
    both use the same torch thread count. Each measurement runs in a fresh subprocess, so its peak
