@@ -1,10 +1,10 @@
 """Refuse bad answers before cookiecutter writes anything.
 
 Runs before generation (cookiecutter removes the output folder when this hook fails), so a bad
-answer costs one clear line on stderr and leaves nothing behind. Choice answers outside their
-list (logger, license, python_version, include_*) are refused by cookiecutter itself; they are
-checked here again for templates driven with a replayed or edited context. The package name is derived from
-the project name in cookiecutter.json; it must be a valid, importable, non-shadowing identifier.
+answer costs one clear line on stderr and leaves nothing behind. Cookiecutter itself refuses an
+answer outside its choice list; include_*, logger and python_version are checked here again for a
+replayed or edited context. The package name is derived from the project name in
+cookiecutter.json; it must be a valid, importable, non-shadowing identifier.
 """
 
 import json
