@@ -9,13 +9,17 @@ import json
 from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
-TASKS = ("linear_regression", "xor", "mnist_cnn")
+TASKS = [key.removeprefix("include_") for key in ANSWERS if key.startswith("include_")]  # one question per task
 SELECTED = {task for task in TASKS if ANSWERS[f"include_{task}"] == "yes"}
 PACKAGE = f"src/{ANSWERS['__package']}"
 SHARED = {
     f"{PACKAGE}/data/synthetic.py": {"linear_regression", "xor"},
     f"{PACKAGE}/data/mnist.py": {"mnist_cnn"},
-    f"{PACKAGE}/classification.py": {"xor", "mnist_cnn"},
+    f"{PACKAGE}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
+    "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
+    "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
+    "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
+    f"{PACKAGE}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer"},
 }
 
 
@@ -31,3 +35,7 @@ def needed_by() -> dict[str, set[str]]:
 for path, tasks in needed_by().items():
     if not tasks & SELECTED:
         Path(path).unlink()
+        for folder in Path(path).parents[:-1]:  # and the folders that held only unselected files
+            if any(folder.iterdir()):
+                break
+            folder.rmdir()

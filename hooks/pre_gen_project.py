@@ -15,7 +15,8 @@ import sys
 ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")  # a raw string: any name survives as data
 PROJECT = ANSWERS["project"]
 PACKAGE = ANSWERS["__package"]
-TASKS = {task: ANSWERS[f"include_{task}"] for task in ("linear_regression", "xor", "mnist_cnn")}
+# One include_<task> question per task in cookiecutter.json: {task: "yes" | "no"}.
+TASKS = {key.removeprefix("include_"): value for key, value in ANSWERS.items() if key.startswith("include_")}
 LOGGER = ANSWERS["logger"]
 PYTHON = ANSWERS["python_version"]
 

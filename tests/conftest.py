@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-TASKS = ("linear_regression", "xor", "mnist_cnn")
+TASKS = ("linear_regression", "xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer")
 LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
 PACKAGE = "roadmap_project"  # derived from the default project name, roadmap-project
 

@@ -1,3 +1,4 @@
+{%- set text_tasks = cookiecutter.include_sentiment_rnn == "yes" or cookiecutter.include_sentiment_transformer == "yes" -%}
 """Shared fixtures: run the CLI in-process inside a scratch folder, and small offline data."""
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
+{%- if text_tasks %}
+REVIEWS = PROJECT_ROOT / "tests" / "data" / "reviews"  # a tiny movie-review corpus: train.csv, test.csv
+{%- endif %}
 # Keeps runs quiet and fast: no progress bar, no model summary.
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -73,13 +77,27 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("mnist"))
 {%- endif %}
 
+{%- if text_tasks %}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Hugging Face `datasets` caches what it loads; keep the tests' copies out of ~/.cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_DATASETS_CACHE", str(tmp_path_factory.mktemp("hf_datasets")))
+        yield
+{%- endif %}
+
 
 @pytest.fixture(scope="session")
 def data_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
     """Options a data module needs to run offline in a test, by data module class: every task on it gets them."""
+    offline = {}
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
-    offline = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
-    return {"MNISTDataModule": offline}
-{%- else %}
-    return {}
+    offline["MNISTDataModule"] = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
 {%- endif %}
+{%- if text_tasks %}
+    # 160 training and 40 test reviews in tests/data/reviews; no validation file, so 16 are split off for it.
+    offline["TextDataModule"] = ["--data.dataset", str(REVIEWS), "--data.batch_size", "16", "--data.vocab_size", "200"]
+{%- endif %}
+    return offline

@@ -78,7 +78,11 @@ class ConfusionMatrixPlot(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes what `predict_step` returns (a dict of equal-length tensors) to `predictions.csv` in the run folder."""
+    """Writes what `predict_step` returns (a dict of equal-length tensors) to `predictions.csv` in the run folder.
+
+    A `label` column names each prediction when the data module has `labels`. When it classified raw
+    texts (`predict --text ...`), the text leads each row, and the rows are printed as well.
+    """
 
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
@@ -87,17 +91,37 @@ class PredictionWriter(BasePredictionWriter):
         if not predictions:
             return
         columns = {key: torch.cat([p[key].reshape(len(p[key]), -1) for p in predictions]) for key in predictions[0]}
-        header = [
-            f"{key}_{i}" if col.shape[1] > 1 else key for key, col in columns.items() for i in range(col.shape[1])
-        ]
-        rows = torch.cat([col.float() for col in columns.values()], dim=1).tolist()
+        header, values = [], []
+        for key, column in columns.items():  # a (N, k) tensor becomes k columns key_0 .. key_{k-1}
+            for i in range(column.shape[1]):
+                header.append(f"{key}_{i}" if column.shape[1] > 1 else key)
+                values.append([round(v, 6) if isinstance(v, float) else v for v in column[:, i].tolist()])
+        rows = [list(row) for row in zip(*values)]
+        labels = getattr(trainer.datamodule, "labels", None)
+        if labels and "prediction" in columns:
+            header.append("label")
+            rows = [[*row, labels[index]] for row, index in zip(rows, columns["prediction"].flatten().tolist())]
+        texts = getattr(trainer.datamodule, "predict_texts", None)
+        if texts and trainer.world_size == 1:  # under DDP each rank holds a share of the texts
+            header.insert(0, "text")
+            rows = [[text, *row] for text, row in zip(texts, rows)]
+            print_text_predictions(header, rows)
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         path = run_dir(trainer) / f"predictions{suffix}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
-            writer.writerows([[round(v, 6) for v in row] for row in rows])
+            writer.writerows(rows)
+
+
+def print_text_predictions(header: list[str], rows: list[list]) -> None:
+    """One line per text: label, probability of that label, the text (cut to 80 characters)."""
+    text, label, probability = header.index("text"), header.index("label"), header.index("probability")
+    print(f"\n{'label':<12} {'probability':>11}  text")
+    for row in rows:
+        shown = row[text] if len(row[text]) <= 80 else row[text][:77] + "..."
+        print(f"{row[label]:<12} {row[probability]:>11.3f}  {shown}")
 
 
 class StepTimer(Callback):

@@ -1,7 +1,8 @@
 """The recipe every classifier shares: loss, accuracy per stage, a confusion matrix on test, predictions.
 
-A task subclasses `ClassificationTask`, builds `self.model` (its nn.Module) and `configure_optimizers`;
-`_common_step(batch, stage)` does the rest for train, val and test.
+A task subclasses `ClassificationTask` and builds `self.model` (its nn.Module); `_common_step(batch, stage)`
+does the rest for train, val and test. A batch is `(*inputs, target)`:
+`(images, target)` for MNIST, `(token_ids, lengths, target)` for text; the model takes the inputs.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ class ClassificationTask(LightningModule):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(*inputs)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, target)
@@ -35,8 +36,8 @@ class ClassificationTask(LightningModule):
         return logits.softmax(dim=-1)
 
     def _common_step(self, batch, stage: str) -> torch.Tensor:
-        x, target = batch
-        logits = self(x)
+        *inputs, target = batch
+        logits = self(*inputs)
         loss = self.loss(logits, target)
         predicted = self.probabilities(logits).argmax(dim=-1)
         accuracy = getattr(self, f"{stage}_acc")
@@ -48,6 +49,14 @@ class ClassificationTask(LightningModule):
             self.test_confusion.update(predicted, target)
         return loss
 
+    def configure_optimizers(self):
+        """AdamW with the task's `lr` and `weight_decay`, and a one-cycle schedule: warm up, then anneal to ~0."""
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.
+        total_steps = self.trainer.estimated_stepping_batches
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.hparams.lr, total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")
 
@@ -58,8 +67,8 @@ class ClassificationTask(LightningModule):
         self._common_step(batch, "test")
 
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        x, target = batch if isinstance(batch, (list, tuple)) else (batch, None)
-        probabilities = self.probabilities(self(x))
+        *inputs, target = batch if isinstance(batch, (list, tuple)) else (batch, None)  # target None: unlabelled
+        probabilities = self.probabilities(self(*inputs))
         confidence, predicted = probabilities.max(dim=-1)
         result = {"prediction": predicted, "probability": confidence}
         return result if target is None else {**result, "target": target}

@@ -15,6 +15,7 @@ from __future__ import annotations
 {% if cookiecutter.logger == "wandb" -%}
 import netrc
 {% endif -%}
+import inspect
 import os
 import sys
 import warnings
@@ -38,7 +39,7 @@ RUNS_DIR = "runs"
 LOGGER_CLASS = "{{ cookiecutter.__logger_class }}"
 ARTIFACTS = {".ckpt", ".yaml", ".png", ".csv"}
 # Values a data module knows and a model needs; each link applies where the model takes the argument.
-LINKED_FROM_DATA = ("num_classes", "input_shape")
+LINKED_FROM_DATA = ("num_classes", "input_shape", "vocab_size", "max_length")
 
 
 def task_name(model_class_path: str) -> str:
@@ -72,18 +73,37 @@ class RoadmapCLI(LightningCLI):
         for name in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_argument("--compile", type=bool, default=False, help="Run the model through torch.compile.")
+        # Raw text for the text tasks' `predict`; they become the data module's predict_texts / predict_file.
+        # No `type` on --text: with one, jsonargparse turns the list into its repr when --ckpt_path re-parses the config.
+        parser.add_argument("--text", action="append", help="predict: a text to classify (repeat for more)")
+        parser.add_argument("--text_file", type=str, help="predict: a file of texts to classify, one per line")
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand]
         if config.trainer.logger is None:  # not set in the config or on the command line
             task = task_name(config.model.class_path)
             config.trainer.logger = Namespace(class_path=LOGGER_CLASS, init_args=Namespace(**logger_args(task)))
+        self._route_text_options(config)
         if config.get("ckpt_path") in ("last", "best"):
             config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
-        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer)
+        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand)
+
+    def _route_text_options(self, config: Namespace) -> None:
+        given = {option: config[option[2:]] for option in ("--text", "--text_file") if config[option[2:]] is not None}
+        if not given:
+            return
+        option = next(iter(given))
+        if self.subcommand != "predict":
+            raise ConfigError(f"{option} is for `predict`; `{self.subcommand}` reads its data from --data")
+        if "predict_texts" not in config.data.init_args:
+            task = task_name(config.model.class_path)
+            raise ConfigError(f"{option}: the task {task} does not read text; predict with its --data options")
+        config.data.init_args.predict_texts = given.get("--text")
+        config.data.init_args.predict_file = given.get("--text_file")
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
+        drop_unaccepted_hparams(self.model)
         if self.config_init[self.subcommand].get("compile"):
             self.model = torch.compile(self.model)  # the Trainer unwraps it for checkpoints and hooks
 
@@ -99,16 +119,31 @@ class RoadmapCLI(LightningCLI):
     def _report(self) -> None:
         """Say where this run's files are: checkpoints, config, pictures, predictions."""
         folder = run_dir(self.trainer)
-        if self.trainer.is_global_zero and folder.exists():
+        if self.trainer.is_global_zero and folder.exists() and not self.trainer.fast_dev_run:
             candidates = [*folder.glob("*"), *folder.glob("checkpoints/*")]
             files = sorted(str(p.relative_to(folder)) for p in candidates if p.is_file() and p.suffix in ARTIFACTS)
             print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  " + "\n  ".join(files), flush=True)
 
 
-def default_callbacks(trainer: Namespace) -> list[Callback]:
-    """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold."""
-    callbacks: list[Callback] = [LearningCurves(), ConfusionMatrixPlot(), PredictionWriter()]
-    if trainer.enable_checkpointing is not False:
+def drop_unaccepted_hparams(model: LightningModule) -> None:
+    """Forget linked values the model does not take, so its checkpoint reloads (`--ckpt_path`, `load_from_checkpoint`).
+
+    jsonargparse skips a link whose target argument the model lacks (`max_length` for the RNN) but still reports
+    it as applied, and Lightning then saves it among the model's hyperparameters.
+    """
+    accepted = inspect.signature(type(model).__init__).parameters
+    for name in [name for name in model.hparams if name in LINKED_FROM_DATA and name not in accepted]:
+        del model.hparams[name]
+
+
+def default_callbacks(trainer: Namespace, subcommand: str) -> list[Callback]:
+    """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold.
+
+    `--trainer.fast_dev_run` writes no files, as Lightning promises (its ModelCheckpoint would still save last.ckpt).
+    """
+    writes_files = not trainer.fast_dev_run
+    callbacks: list[Callback] = [LearningCurves(), ConfusionMatrixPlot(), PredictionWriter()] if writes_files else []
+    if subcommand == "fit" and trainer.enable_checkpointing is not False and writes_files:
         # best.ckpt (lowest val_loss, which every task logs) and last.ckpt, in the run's checkpoints/ folder.
         callbacks.append(ModelCheckpoint(monitor="val_loss", mode="min", filename="best", save_last=True))
     if trainer.enable_progress_bar is not False:

@@ -6,6 +6,8 @@ over the test split, so its predictions can be compared with the targets.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
@@ -25,11 +27,16 @@ class SplitDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
 
+    def collate(self) -> Callable | None:
+        """How a list of examples becomes a batch; None is the DataLoader's default (stack tensors)."""
+        return None
+
     def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             shuffle=shuffle,
+            collate_fn=self.collate(),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -67,10 +67,3 @@ class MNISTClassifier(ClassificationTask):
             raise ConfigError(f"MNISTClassifier: dropout must be in [0, 1), got {dropout}")
         self.model = MNISTCNN(tuple(input_shape), num_classes, width, dropout)
         self.example_input_array = torch.zeros(1, *input_shape)
-
-    def configure_optimizers(self):
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.
-        total_steps = self.trainer.estimated_stepping_batches
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.hparams.lr, total_steps)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,89 @@
+"""Sentiment analysis with a recurrent network: is a movie review positive or negative?
+
+Each word id becomes a learned vector (the embedding). A recurrent network then reads the review one
+word at a time and carries a hidden state from each word to the next: the state after "not" changes
+how "good" is read, which a bag of words cannot do. An LSTM or GRU gates that state, so it can keep
+what matters over dozens of words without the gradient vanishing on the way back. Run bidirectionally,
+a second RNN reads the review from the end, so every position sees both its left and its right
+context. The outputs at every word are max-pooled into one vector (the strongest evidence for each
+feature, wherever in the review it was) and a linear layer turns that into class scores.
+
+Reviews differ in length; a batch is padded to its longest review. Packing the padded batch
+(`pack_padded_sequence`) makes the RNN stop at each review's own end, so padding never enters the state.
+
+    python -m {{ cookiecutter.__package }} fit --config configs/sentiment_rnn.yaml
+    python -m {{ cookiecutter.__package }} predict --config configs/sentiment_rnn.yaml --ckpt_path best --text "A gem."
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .. import ConfigError, require_positive
+from ..classification import ClassificationTask
+
+
+class SentimentRNN(nn.Module):
+    def __init__(
+        self,
+        vocab_size: int,
+        num_classes: int,
+        embed_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["lstm", "gru"] = "lstm",
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        rnn = nn.LSTM if cell == "lstm" else nn.GRU
+        self.rnn = rnn(
+            embed_dim,
+            hidden_size,
+            num_layers=num_layers,
+            bidirectional=bidirectional,
+            batch_first=True,
+            dropout=dropout if num_layers > 1 else 0.0,  # between stacked layers
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(hidden_size * (2 if bidirectional else 1), num_classes)
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(N, L) token ids and (N,) lengths -> (N, num_classes) logits."""
+        embedded = self.dropout(self.embedding(token_ids))  # (N, L, embed_dim)
+        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        outputs, _ = self.rnn(packed)
+        # (N, L', H * directions), with -inf where a review has ended, so max-pooling never picks padding.
+        outputs, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
+        pooled = outputs.max(dim=1).values
+        return self.classifier(self.dropout(pooled))
+
+
+class SentimentRNNClassifier(ClassificationTask):
+    def __init__(
+        self,
+        num_classes: int,
+        vocab_size: int,
+        embed_dim: int = 128,
+        hidden_size: int = 128,
+        num_layers: int = 1,
+        cell: Literal["lstm", "gru"] = "lstm",
+        bidirectional: bool = True,
+        dropout: float = 0.5,
+        lr: float = 0.002,
+        weight_decay: float = 0.01,
+    ) -> None:
+        super().__init__(num_classes)
+        self.save_hyperparameters()
+        require_positive(self, embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers, lr=lr)
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"SentimentRNNClassifier: dropout must be in [0, 1), got {dropout}")
+        self.model = SentimentRNN(
+            vocab_size, num_classes, embed_dim, hidden_size, num_layers, cell, bidirectional, dropout
+        )
+        self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token review

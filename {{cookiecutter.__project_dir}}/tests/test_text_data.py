@@ -1,0 +1,134 @@
+"""The text data module on the reviews in tests/data/reviews: loading, tokenizing, batching, bad data, and
+raw-text `predict` with the tokenizer the checkpoint carries."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import CONFIGS, REVIEWS
+
+from {{ cookiecutter.__package }} import ConfigError
+from {{ cookiecutter.__package }}.callbacks import run_dir
+from {{ cookiecutter.__package }}.data.text import TextDataModule, encode
+
+TEXT_TASKS = [config.stem for config in CONFIGS if "TextDataModule" in config.read_text()]
+OTHER_TASKS = [config.stem for config in CONFIGS if config.stem not in TEXT_TASKS]
+
+
+def fitted(**kwargs) -> TextDataModule:
+    data = TextDataModule(**{"dataset": str(REVIEWS), "batch_size": 16, "vocab_size": 200, **kwargs})
+    data.prepare_data()
+    data.setup("fit")
+    return data
+
+
+def write_csv(path: Path, rows: list[tuple]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    with (path / "train.csv").open("w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    return path
+
+
+def test_local_files_load_and_a_seeded_share_of_train_becomes_validation():
+    data = fitted()
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (144, 16, 40)  # no validation.csv
+    assert fitted().val_set == data.val_set
+    assert fitted(seed=1).val_set != data.val_set
+    assert any("\n" in text for text, _ in data.train_set + data.val_set), "a quoted multi-line review was split"
+
+
+def test_batches_are_padded_to_their_longest_text_and_carry_lengths():
+    ids, lengths, labels = next(iter(fitted().train_dataloader()))
+    assert ids.shape == (16, lengths.max()) and ids.dtype == lengths.dtype == labels.dtype == torch.long
+    real = torch.arange(ids.shape[1]) < lengths.unsqueeze(1)
+    assert (ids[~real] == 0).all() and (ids[real] != 0).all()  # [PAD] = 0 exactly where the text has ended
+    assert set(labels.tolist()) <= {0, 1}
+
+
+def test_a_text_past_max_length_is_cut_and_unknown_words_become_unk():
+    tokenizer = fitted(max_length=12).tokenizer
+    ids, lengths = encode(tokenizer, ["wonderful " * 1000, "qwxz blorf"])
+    assert ids.shape == (2, 12) and lengths.tolist() == [12, 2]
+    assert ids[1, :2].tolist() == [1, 1]  # [UNK]
+
+
+def test_labels_may_be_given_by_name(tmp_path):
+    folder = write_csv(tmp_path, [("Superb.", "pos"), ("Awful.", "neg")] * 10)
+    data = fitted(dataset=str(folder), labels=("neg", "pos"))
+    assert sorted(label for _, label in data.train_set + data.val_set) == [0] * 10 + [1] * 10
+
+
+@pytest.mark.parametrize(("label", "shown"), [("pos", "'pos'"), ("2", "2"), ("0.5", "0.5")])
+def test_labels_that_are_not_class_indices_are_refused(tmp_path, label, shown):
+    folder = write_csv(tmp_path, [("Superb.", label), ("Awful.", "0")] * 5)
+    with pytest.raises(ConfigError, match=f"has label {shown} in column 'label'.*indices 0..1"):
+        fitted(dataset=str(folder))
+
+
+def test_a_missing_column_is_named_with_the_columns_there_are():
+    with pytest.raises(ConfigError, match=r"no column 'review'; its columns are \['text', 'label'\]"):
+        fitted(text_column="review")
+
+
+def test_rows_without_text_are_dropped_with_a_warning(tmp_path):
+    folder = write_csv(tmp_path, [("Superb.", 1), ("  ", 0), ("Awful.", 0)] * 4)
+    with pytest.warns(UserWarning, match="dropped 4 rows with an empty 'text'"):
+        data = fitted(dataset=str(folder))
+    assert len(data.train_set) + len(data.val_set) == 8
+
+
+def test_bad_data_exits_2_before_training(run_cli, workdir, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", TEXT_TASKS[0], "--data.label_column", "stars")
+    assert exit_info.value.code == 2
+    assert "no column 'stars'" in capsys.readouterr().err
+    assert not list(workdir.glob("runs/**/*.ckpt"))
+
+
+@pytest.mark.parametrize("task", TEXT_TASKS)
+def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, workdir, capsys, task):
+    trained = run_cli("fit", task, "--trainer.max_epochs", "2").datamodule.tokenizer
+    (best,) = workdir.glob("runs/**/best.ckpt")
+    texts = ["A wonderful, moving film.", "Dull and pointless!", "qwxz blorf"]  # --text, then --text_file's lines
+    (workdir / "texts.txt").write_text("\n".join(texts[1:]) + "\n\n")
+    with pytest.warns(UserWarning, match="text 3 to predict has no word the tokenizer knows"):
+        cli = run_cli("predict", task, "--ckpt_path", str(best), "--text_file", "texts.txt", "--text", texts[0])
+
+    # predict trained no tokenizer of its own (setup skips the data for raw text): this one is the checkpoint's.
+    assert [e.ids for e in cli.datamodule.tokenizer.encode_batch(texts)] == [e.ids for e in trained.encode_batch(texts)]
+    with (run_dir(cli.trainer) / "predictions.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [row["text"] for row in rows] == texts
+    model = cli.model.eval()
+    probabilities = model(*encode(cli.datamodule.tokenizer, texts)).softmax(dim=-1).max(dim=-1).values
+    for row, probability in zip(rows, probabilities.tolist()):
+        assert row["label"] == ["negative", "positive"][int(row["prediction"])]
+        assert float(row["probability"]) == pytest.approx(probability, abs=1e-5)
+    printed = capsys.readouterr().out
+    assert all(f"{row['label']:<12}" in printed and row["text"] in printed for row in rows)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["predict", "--text", "Fine.", "--text", " "], "text 2 to predict is empty"),
+        (["predict", "--text_file", "missing.txt"], "--text_file missing.txt: no such file"),
+        (["fit", "--text", "Fine."], "--text is for `predict`"),
+    ],
+)
+def test_bad_text_options_exit_2(run_cli, capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(args[0], TEXT_TASKS[0], *args[1:])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not OTHER_TASKS, reason="every task in this project reads text")
+def test_text_option_on_a_task_without_text_exits_2(run_cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("predict", OTHER_TASKS[0], "--text", "Fine.")
+    assert exit_info.value.code == 2
+    assert "does not read text" in capsys.readouterr().err
