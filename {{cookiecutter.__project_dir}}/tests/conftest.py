@@ -94,7 +94,8 @@ def data_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{%
     """Options a data module needs to run offline in a test, by data module class: every task on it gets them."""
     offline = {}
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
-    offline["MNISTDataModule"] = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
+    mnist = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
+    offline["MNISTDataModule"] = mnist
 {%- endif %}
 {%- if text_tasks %}
     # 160 training and 40 test reviews in tests/data/reviews; no validation file, so 16 are split off for it.

@@ -26,9 +26,8 @@ def test_word_order_matters():
     torch.manual_seed(0)
     model = SentimentTransformerClassifier(num_classes=2, vocab_size=50, max_length=16, dropout=0.0).eval()
     with torch.no_grad():
-        forward, backward = model(torch.tensor([[5, 9, 23, 7]]), torch.tensor([4])), model(
-            torch.tensor([[7, 23, 9, 5]]), torch.tensor([4])
-        )
+        forward = model(torch.tensor([[5, 9, 23, 7]]), torch.tensor([4]))
+        backward = model(torch.tensor([[7, 23, 9, 5]]), torch.tensor([4]))
     assert not torch.allclose(forward, backward)
 
 

@@ -104,7 +104,7 @@ def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, 
     assert [row["text"] for row in rows] == texts
     model = cli.model.eval()
     probabilities = model(*encode(cli.datamodule.tokenizer, texts)).softmax(dim=-1).max(dim=-1).values
-    for row, probability in zip(rows, probabilities.tolist()):
+    for row, probability in zip(rows, probabilities.tolist(), strict=True):
         assert row["label"] == ["negative", "positive"][int(row["prediction"])]
         assert float(row["probability"]) == pytest.approx(probability, abs=1e-5)
     printed = capsys.readouterr().out

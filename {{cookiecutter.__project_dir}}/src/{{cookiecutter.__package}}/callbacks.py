@@ -96,15 +96,16 @@ class PredictionWriter(BasePredictionWriter):
             for i in range(column.shape[1]):
                 header.append(f"{key}_{i}" if column.shape[1] > 1 else key)
                 values.append([round(v, 6) if isinstance(v, float) else v for v in column[:, i].tolist()])
-        rows = [list(row) for row in zip(*values)]
+        rows = [list(row) for row in zip(*values, strict=True)]
         labels = getattr(trainer.datamodule, "labels", None)
         if labels and "prediction" in columns:
             header.append("label")
-            rows = [[*row, labels[index]] for row, index in zip(rows, columns["prediction"].flatten().tolist())]
+            predicted = columns["prediction"].flatten().tolist()
+            rows = [[*row, labels[index]] for row, index in zip(rows, predicted, strict=True)]
         texts = getattr(trainer.datamodule, "predict_texts", None)
         if texts and trainer.world_size == 1:  # under DDP each rank holds a share of the texts
             header.insert(0, "text")
-            rows = [[text, *row] for text, row in zip(texts, rows)]
+            rows = [[text, *row] for text, row in zip(texts, rows, strict=False)]  # limit_predict_batches: fewer rows
             print_text_predictions(header, rows)
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         path = run_dir(trainer) / f"predictions{suffix}.csv"

@@ -74,7 +74,7 @@ class RoadmapCLI(LightningCLI):
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_argument("--compile", type=bool, default=False, help="Run the model through torch.compile.")
         # Raw text for the text tasks' `predict`; they become the data module's predict_texts / predict_file.
-        # No `type` on --text: with one, jsonargparse turns the list into its repr when --ckpt_path re-parses the config.
+        # No `type` on --text: with one, jsonargparse turns the list into its repr when --ckpt_path re-parses.
         parser.add_argument("--text", action="append", help="predict: a text to classify (repeat for more)")
         parser.add_argument("--text_file", type=str, help="predict: a file of texts to classify, one per line")
 

@@ -49,9 +49,8 @@ class SentimentTransformer(nn.Module):
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=0)
         self.scale = math.sqrt(d_model)  # word vectors and positions start on a similar scale
         self.register_buffer("positions", sinusoidal_positions(max_length, d_model), persistent=False)
-        layer = nn.TransformerEncoderLayer(
-            d_model, nhead, dim_feedforward, dropout, batch_first=True, norm_first=True  # pre-norm: trains stably
-        )
+        # Pre-norm (LayerNorm before attention and feed-forward) trains stably without a warm-up.
+        layer = nn.TransformerEncoderLayer(d_model, nhead, dim_feedforward, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(d_model, num_classes)

@@ -1,0 +1,195 @@
+"""Sentiment benchmark: the generated RNN and Transformer tasks against TF-IDF + logistic regression.
+
+All three train on the real movie reviews in ../shared/data/rotten_tomatoes (train.csv, validation.csv,
+test.csv: 10,201 / 1,275 / 1,276 rows, 57.8 % positive) and are scored once on its test split:
+
+- baseline: scikit-learn TfidfVectorizer (word 1- and 2-grams, sublinear tf) + LogisticRegression, its C
+  picked on the validation split from a small grid, then refitted on train; trained in this run.
+- sentiment_rnn and sentiment_transformer: the generated project's default configs, unchanged, through
+  its CLI (`fit`, then `test --ckpt_path best`), with `--data.dataset` pointed at the local folder. Each
+  runs once per seed, in a fresh subprocess; reported are the mean and the lowest test accuracy, and the
+  wall time of `fit`. Goal: both models at or above the baseline.
+
+Every run bakes the template with cookiecutter's defaults first, so it measures the template as it is.
+Results go to benchmarks/results/sentiment.json.
+
+    python benchmarks/sentiment.py                 # 3 seeds per model: about 15-25 minutes on 2 CPU cores
+    python benchmarks/sentiment.py --seeds 1       # one seed per model
+    python benchmarks/sentiment.py --quick         # smoke check on a few batches, a minute or two
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from training import bake, machine
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
+TASKS = ("sentiment_rnn", "sentiment_transformer")
+C_GRID = (0.5, 1, 2, 4, 8, 16)
+QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "3"]
+
+
+def read_split(data_dir: Path, split: str) -> tuple[list[str], list[int]]:
+    with (data_dir / f"{split}.csv").open(newline="", encoding="utf-8") as f:  # texts may hold newlines
+        rows = list(csv.DictReader(f))
+    return [row["text"] for row in rows], [int(row["label"]) for row in rows]
+
+
+def tfidf_baseline(data_dir: Path) -> dict:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    (train_x, train_y), (val_x, val_y), (test_x, test_y) = (
+        read_split(data_dir, s) for s in ("train", "validation", "test")
+    )
+    start = time.perf_counter()
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    train_features, val_features = vectorizer.fit_transform(train_x), vectorizer.transform(val_x)
+    val_acc = {
+        c: LogisticRegression(C=c, max_iter=2000).fit(train_features, train_y).score(val_features, val_y)
+        for c in C_GRID
+    }
+    best_c = max(C_GRID, key=lambda c: (val_acc[c], -c))  # ties: the stronger regularisation
+    model = LogisticRegression(C=best_c, max_iter=2000).fit(train_features, train_y)
+    return {
+        "test_acc": model.score(vectorizer.transform(test_x), test_y),
+        "val_acc_by_C": val_acc,
+        "C": best_c,
+        "seconds": time.perf_counter() - start,
+        "majority_class_test_acc": max(sum(test_y), len(test_y) - sum(test_y)) / len(test_y),
+    }
+
+
+def worker(spec: dict) -> dict:
+    """In the baked project's folder: fit the task's default config, then test its best checkpoint."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    sys.path.insert(0, "src")
+    cli = importlib.import_module(f"{spec['package']}.cli")
+    common = ["--config", f"configs/{spec['task']}.yaml", "--data.dataset", spec["data_dir"]]
+    common += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    start = time.perf_counter()
+    fit = cli.run(["fit", *common, "--seed_everything", str(spec["seed"]), *spec["extra_args"]])
+    fit_seconds = time.perf_counter() - start
+    checkpoint = fit.trainer.checkpoint_callback
+    tested = cli.run(["test", *common, "--ckpt_path", checkpoint.best_model_path])
+    return {
+        "seed": spec["seed"],
+        "test_acc": float(tested.trainer.callback_metrics["test_acc"]),
+        "fit_seconds": fit_seconds,
+        "epochs": fit.trainer.current_epoch,
+        "best_checkpoint": Path(checkpoint.best_model_path).name,
+        "best_val_loss": float(checkpoint.best_model_score),
+        "parameters": sum(p.numel() for p in fit.model.parameters()),
+    }
+
+
+def run_worker(spec: dict, project: Path, log: Path) -> dict:
+    result = log.with_suffix(".json")
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec), str(result)]
+    env = {**os.environ, "HF_DATASETS_CACHE": str(log.parent / "hf_datasets")}
+    with log.open("w") as out:
+        done = subprocess.run(command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        sys.exit(f"{spec['task']} (seed {spec['seed']}) failed with exit {done.returncode}:\n{log.read_text()[-4000:]}")
+    return json.loads(result.read_text())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few batches per model: a smoke check")
+    parser.add_argument("--seeds", type=int, default=3, help="runs per model, seeds 0..N-1 (default: 3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=REPO_ROOT.parent / "shared" / "data" / "rotten_tomatoes",
+        help="folder with train.csv, validation.csv, test.csv (columns text, label)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help=f"JSON results (default: {RESULTS.name}; --quick: none)"
+    )
+    args = parser.parse_args()
+    output = args.output or (None if args.quick else RESULTS)
+    data_dir = args.data_dir.resolve()
+
+    load_before = os.getloadavg()
+    baseline = tfidf_baseline(data_dir)
+    print(f"tfidf + logistic regression (C={baseline['C']}): test_acc {baseline['test_acc']:.4f}", flush=True)
+    runs: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
+        project = bake(Path(tmp) / "bake")
+        package = next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+        for task in TASKS:
+            runs[task] = []
+            for seed in range(args.seeds):
+                spec = {"task": task, "seed": seed, "package": package, "threads": args.threads}
+                spec |= {"data_dir": str(data_dir), "extra_args": QUICK if args.quick else []}
+                runs[task].append(run_worker(spec, project, Path(tmp) / f"{task}-{seed}.log"))
+                r = runs[task][-1]
+                print(f"{task} seed {seed}: test_acc {r['test_acc']:.4f}, fit {r['fit_seconds']:.0f} s", flush=True)
+
+    def summary(task: str) -> dict:
+        accuracies = [r["test_acc"] for r in runs[task]]
+        return {
+            "test_acc_mean": statistics.mean(accuracies),
+            "test_acc_min": min(accuracies),
+            "fit_seconds_mean": statistics.mean(r["fit_seconds"] for r in runs[task]),
+            "runs": runs[task],
+        }
+
+    rnn, transformer = summary("sentiment_rnn"), summary("sentiment_transformer")
+    base = baseline["test_acc"]
+    print(f"\n{'model':<34} {'test_acc (mean)':>15} {'min':>7} {'/ baseline':>11} {'train s':>8}")
+    print(f"{'tfidf + logistic regression':<34} {base:>15.4f} {base:>7.4f} {1:>11.3f} {baseline['seconds']:>8.1f}")
+    for name, s in (("sentiment_rnn", rnn), ("sentiment_transformer", transformer)):
+        print(
+            f"{name:<34} {s['test_acc_mean']:>15.4f} {s['test_acc_min']:>7.4f} "
+            f"{s['test_acc_mean'] / base:>11.3f} {s['fit_seconds_mean']:>8.1f}"
+        )
+    results = {
+        "rnn_test_acc": rnn["test_acc_mean"],
+        "transformer_test_acc": transformer["test_acc_mean"],
+        "tfidf_lr_test_acc": base,
+        "rnn_test_acc_min": rnn["test_acc_min"],
+        "transformer_test_acc_min": transformer["test_acc_min"],
+        "rnn_fit_seconds": rnn["fit_seconds_mean"],
+        "transformer_fit_seconds": transformer["fit_seconds_mean"],
+        "tfidf_lr_seconds": baseline["seconds"],
+        "test_acc_means": f"fraction of the {data_dir.name} test reviews classified right; models: mean over seeds "
+        "0..N-1 of the best checkpoint (lowest val_loss) of the default config",
+        "rnn": rnn,
+        "transformer": transformer,
+        "tfidf_lr": baseline,
+        "quick": args.quick,
+        "machine": {
+            **machine(args.threads, load_before),
+            "datasets": version("datasets"),
+            "tokenizers": version("tokenizers"),
+        },
+    }
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"\nwrote {output}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
+        Path(sys.argv[3]).write_text(json.dumps(worker(json.loads(sys.argv[2]))))
+    else:
+        main()
