@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-training bench-sentiment lint clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ demo: $(VENV)/installed
 test: $(VENV)/installed
 	$(BIN)/pytest tests
 
-bench: $(VENV)/installed
+bench: bench-training bench-sentiment
+
+bench-training: $(VENV)/installed
 	$(BIN)/python benchmarks/training.py
+
+bench-sentiment: $(VENV)/installed
+	$(BIN)/python benchmarks/sentiment.py
 
 lint: $(VENV)/installed
 	$(BIN)/ruff check hooks tests benchmarks
