@@ -15,3 +15,10 @@ def require_positive(owner: object, **values: float) -> None:
                 f"{type(owner).__name__}: {name} must be greater than 0, got {value!r}; "
                 f"set a positive {name} in the config or on the command line"
             )
+
+
+def require_probability(owner: object, **values: float) -> None:
+    """Refuse a dropout rate (or any other probability of dropping) outside [0, 1)."""
+    for name, value in values.items():
+        if not 0 <= value < 1:
+            raise ConfigError(f"{type(owner).__name__}: {name} must be in [0, 1), got {value!r}")

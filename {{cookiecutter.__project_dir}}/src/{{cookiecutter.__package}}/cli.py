@@ -12,10 +12,10 @@ Trainer flags: ``--trainer.devices 2 --trainer.strategy ddp --trainer.precision 
 
 from __future__ import annotations
 
+import inspect
 {% if cookiecutter.logger == "wandb" -%}
 import netrc
 {% endif -%}
-import inspect
 import os
 import sys
 import warnings
@@ -87,6 +87,8 @@ class RoadmapCLI(LightningCLI):
         if config.get("ckpt_path") in ("last", "best"):
             config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
         self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand)
+        if self.subcommand != "fit":  # only fit checkpoints; the checkpoint's ModelCheckpoint state is not needed
+            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
 
     def _route_text_options(self, config: Namespace) -> None:
         given = {option: config[option[2:]] for option in ("--text", "--text_file") if config[option[2:]] is not None}

