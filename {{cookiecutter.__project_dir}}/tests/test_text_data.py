@@ -18,6 +18,17 @@ TEXT_TASKS = [config.stem for config in CONFIGS if "TextDataModule" in config.re
 OTHER_TASKS = [config.stem for config in CONFIGS if config.stem not in TEXT_TASKS]
 
 
+def assert_padding_changes_nothing(model: torch.nn.Module) -> None:
+    """A review scores the same alone and padded with [PAD] to a longer batch: the model ignores padding."""
+    model.eval()
+    review = torch.tensor([[5, 9, 23, 7]])
+    padded = torch.cat([review, torch.zeros(1, 6, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        alone, in_batch = model(review, torch.tensor([4])), model(padded, torch.tensor([4]))
+        assert alone.shape == (1, 2) and model(*model.example_input_array).shape == (1, 2)
+    torch.testing.assert_close(alone, in_batch)
+
+
 def fitted(**kwargs) -> TextDataModule:
     data = TextDataModule(**{"dataset": str(REVIEWS), "batch_size": 16, "vocab_size": 200, **kwargs})
     data.prepare_data()

@@ -8,6 +8,10 @@ Attention itself ignores order, so a sinusoidal positional encoding is added to 
 say where it stands. The padding mask hides the padded positions of shorter reviews from attention,
 and the mean over the real positions becomes one vector per review for the linear classifier.
 
+Ten thousand short reviews are little data for attention learned from scratch, so the recipe
+regularises hard: dropout on the word vectors, and word dropout, which hides random words as [UNK]
+during training so that no single word can decide a review.
+
     python -m {{ cookiecutter.__package }} fit --config configs/sentiment_transformer.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/sentiment_transformer.yaml --ckpt_path best --text "Dull."
 """
