@@ -93,7 +93,7 @@ def worker(spec: dict) -> dict:
         "fit_seconds": fit_seconds,
         "epochs": fit.trainer.current_epoch,
         "best_checkpoint": Path(checkpoint.best_model_path).name,
-        "best_val_loss": float(checkpoint.best_model_score),
+        "best_val_acc": float(checkpoint.best_model_score),
         "parameters": sum(p.numel() for p in fit.model.parameters()),
     }
 
@@ -171,7 +171,7 @@ def main() -> None:
         "transformer_fit_seconds": transformer["fit_seconds_mean"],
         "tfidf_lr_seconds": baseline["seconds"],
         "test_acc_means": f"fraction of the {data_dir.name} test reviews classified right; models: mean over seeds "
-        "0..N-1 of the best checkpoint (lowest val_loss) of the default config",
+        "0..N-1 of the best checkpoint (highest val_acc) of the default config",
         "rnn": rnn,
         "transformer": transformer,
         "tfidf_lr": baseline,

@@ -29,9 +29,17 @@ def test_fast_dev_run_trains_and_validates(run_cli, workdir, task):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_them(run_cli, task):
-    limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
-    run_folder = run_dir(run_cli("fit", task, *limits).trainer)
+    limits = ["--trainer.max_epochs", "3", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
+    fit = run_cli("fit", task, *limits).trainer
+    run_folder = run_dir(fit)
     assert {"best.ckpt", "last.ckpt"} <= {p.name for p in (run_folder / "checkpoints").iterdir()}
+    # best.ckpt is the best epoch by the task's measure: highest val_acc for classifiers, lowest val_loss otherwise.
+    checkpoint = fit.checkpoint_callback
+    metric, best = ("val_acc", max) if task in CLASSIFIERS else ("val_loss", min)
+    curves = next(cb for cb in fit.callbacks if type(cb).__name__ == "LearningCurves")
+    per_epoch = [row[metric] for row in curves.history if metric in row]
+    assert checkpoint.monitor == metric and len(per_epoch) == 3
+    assert float(checkpoint.best_model_score) == pytest.approx(best(per_epoch))
     assert (run_folder / "learning_curves.png").stat().st_size > 1000
     # The saved config reproduces the run: it parses and trains again.
     run(["fit", "--config", str(run_folder / "config.yaml"), "--trainer.fast_dev_run", "true"])

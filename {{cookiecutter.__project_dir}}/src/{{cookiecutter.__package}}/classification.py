@@ -15,6 +15,9 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 class ClassificationTask(LightningModule):
     model: torch.nn.Module
+    # What `best.ckpt` keeps: the epoch with the highest validation accuracy. The lowest val_loss can come
+    # epochs earlier: once a classifier grows over-confident, its loss rises while its accuracy still improves.
+    best_checkpoint = ("val_acc", "max")
 
     def __init__(self, num_classes: int) -> None:
         super().__init__()

@@ -12,6 +12,7 @@ Trainer flags: ``--trainer.devices 2 --trainer.strategy ddp --trainer.precision 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 {% if cookiecutter.logger == "wandb" -%}
 import netrc
@@ -86,7 +87,8 @@ class RoadmapCLI(LightningCLI):
         self._route_text_options(config)
         if config.get("ckpt_path") in ("last", "best"):
             config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
-        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand)
+        best = getattr(import_class(config.model.class_path), "best_checkpoint", ("val_loss", "min"))
+        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand, best)
         if self.subcommand != "fit":  # only fit checkpoints; the checkpoint's ModelCheckpoint state is not needed
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
 
@@ -138,7 +140,12 @@ def drop_unaccepted_hparams(model: LightningModule) -> None:
         del model.hparams[name]
 
 
-def default_callbacks(trainer: Namespace, subcommand: str) -> list[Callback]:
+def import_class(class_path: str) -> type:
+    module, name = class_path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def default_callbacks(trainer: Namespace, subcommand: str, best: tuple[str, str]) -> list[Callback]:
     """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold.
 
     `--trainer.fast_dev_run` writes no files, as Lightning promises (its ModelCheckpoint would still save last.ckpt).
@@ -146,8 +153,10 @@ def default_callbacks(trainer: Namespace, subcommand: str) -> list[Callback]:
     writes_files = not trainer.fast_dev_run
     callbacks: list[Callback] = [LearningCurves(), ConfusionMatrixPlot(), PredictionWriter()] if writes_files else []
     if subcommand == "fit" and trainer.enable_checkpointing is not False and writes_files:
-        # best.ckpt (lowest val_loss, which every task logs) and last.ckpt, in the run's checkpoints/ folder.
-        callbacks.append(ModelCheckpoint(monitor="val_loss", mode="min", filename="best", save_last=True))
+        # best.ckpt and last.ckpt in the run's checkpoints/ folder. Best is the task's `best_checkpoint`, a
+        # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss (every task logs it).
+        monitor, mode = best
+        callbacks.append(ModelCheckpoint(monitor=monitor, mode=mode, filename="best", save_last=True))
     if trainer.enable_progress_bar is not False:
         callbacks.append(RichProgressBar())
     return callbacks
