@@ -160,3 +160,11 @@ def test_answers_helper_matches_cookiecutter_json():
     """The tests bake with the same keys the template asks for."""
     context = json.loads((Path(__file__).parents[1] / "cookiecutter.json").read_text())
     assert set(answers()) <= set(context)
+
+
+def test_the_generated_gitignore_ignores_none_of_the_generated_files(bake):
+    """`git add .` in a new project must take every file: an unanchored `data/` once hid src/<package>/data/."""
+    project = bake()
+    assert run(["git", "init", "-q"], project).returncode == 0
+    ignored = run(["git", "check-ignore", "--no-index", *sorted(files_of(project))], project)
+    assert ignored.returncode == 1 and ignored.stdout == "", f"ignored by .gitignore:\n{ignored.stdout}"

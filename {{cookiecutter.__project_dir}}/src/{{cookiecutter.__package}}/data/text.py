@@ -1,0 +1,231 @@
+"""Labelled texts for classification: a Hugging Face dataset by name, or local csv/json/parquet files.
+
+    --data.dataset cornell-movie-review-data/rotten_tomatoes   # a dataset on the Hugging Face Hub
+    --data.dataset path/to/folder      # train.csv, validation.csv, test.csv (or .json, .jsonl, .parquet)
+    --data.data_files '{train: reviews.csv, test: held_out.csv}'   # files by split, any names
+
+`text_column` and `label_column` name the columns. Labels are class indices 0..len(labels)-1, or
+names listed in `labels` (`--data.labels '[neg, pos]'` reads "neg" as 0). A seeded `val_size`
+share of the training rows becomes the validation split when the data has none.
+
+A word-level tokenizer (Hugging Face `tokenizers`) is trained on the training split only: lower
+case, accents stripped, split on whitespace and punctuation; the `vocab_size - 2` most frequent words
+seen at least `min_frequency` times get an id, every other word becomes [UNK] (1), and [PAD] is 0.
+It is saved in every checkpoint (`state_dict`), so `predict` and serving read text exactly as
+training did. Texts are cut to `max_length` tokens and padded per batch to the longest text in it.
+A batch is `(token_ids (N, L), lengths (N,), labels (N,))`; padding is where position >= length.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+from .. import ConfigError, require_positive
+from .base import SplitDataModule
+
+PAD, UNK = "[PAD]", "[UNK]"
+PAD_ID, UNK_ID = 0, 1  # the models rely on these: padding_idx, and word dropout
+FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+Row = tuple[str, int | None]  # a text and its class index (None when unlabelled, as in predict)
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, max_length: int) -> Tokenizer:
+    """A word-level tokenizer fitted to `texts`: truncates to `max_length`, pads a batch to its longest text."""
+    tokenizer = Tokenizer(models.WordLevel(unk_token=UNK))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True, strip_accents=True)  # and control chars gone
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()  # words and punctuation marks
+    trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK])
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=0, pad_token=PAD)
+    return tokenizer
+
+
+def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw texts -> (token ids (N, L) padded with 0, lengths (N,)): what the models read."""
+    encodings = tokenizer.encode_batch(texts)
+    ids = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+    lengths = torch.tensor([sum(encoding.attention_mask) for encoding in encodings], dtype=torch.long)
+    return ids, lengths.clamp(min=1)  # a text that yields no token at all reads as one [PAD]
+
+
+def collate(
+    tokenizer: Tokenizer, rows: list[Row] | list[str]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """A DataLoader's list of rows -> one batch (token ids, lengths, labels); labels are None for bare texts."""
+    if isinstance(rows[0], str):
+        return (*encode(tokenizer, rows), None)
+    texts, labels = zip(*rows, strict=True)
+    return (*encode(tokenizer, list(texts)), torch.tensor(labels, dtype=torch.long))
+
+
+class TextDataModule(SplitDataModule):
+    def __init__(
+        self,
+        dataset: str | None = "cornell-movie-review-data/rotten_tomatoes",
+        data_files: dict[str, str] | None = None,
+        text_column: str = "text",
+        label_column: str = "label",
+        labels: tuple[str, ...] = ("negative", "positive"),
+        vocab_size: int = 20000,
+        min_frequency: int = 2,
+        max_length: int = 128,
+        val_size: float = 0.1,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 42,
+        predict_texts: list[str] | None = None,
+        predict_file: str | None = None,
+    ) -> None:
+        """`predict_texts` (or `predict_file`, one text per line) are what `predict` classifies: the CLI's
+        `--text` and `--text_file`. Without them `predict` runs over the test split."""
+        super().__init__(batch_size, num_workers)
+        self.save_hyperparameters()
+        require_positive(self, vocab_size=vocab_size, min_frequency=min_frequency, max_length=max_length)
+        if len(labels) < 2:
+            raise ConfigError(f"TextDataModule: labels must name at least 2 classes, got {list(labels)}")
+        if not 0 < val_size < 1:
+            raise ConfigError(
+                f"TextDataModule: val_size is the share of training rows for validation, in (0, 1); got {val_size}"
+            )
+        if vocab_size < 3:
+            raise ConfigError(
+                f"TextDataModule: vocab_size must be at least 3 ([PAD], [UNK] and a word), got {vocab_size}"
+            )
+        if dataset is None and not data_files:
+            raise ConfigError("TextDataModule: give --data.dataset (a Hub name or a folder) or --data.data_files")
+        self.labels = list(labels)
+        self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
+        self.vocab_size = vocab_size
+        self.max_length = max_length
+        self.tokenizer: Tokenizer | None = None  # trained in setup("fit"), or restored from a checkpoint
+        self.predict_texts: list[str] = []
+
+    # ---- loading ----------------------------------------------------------------------------------
+
+    def _load(self):
+        """The raw splits as a `datasets.DatasetDict` (downloaded and cached by `datasets` on first use)."""
+        import datasets  # imported here: it takes a second, and only text tasks need it
+
+        datasets.disable_progress_bars()
+        files = self.hparams.data_files
+        try:
+            if files:
+                suffixes = {Path(path).suffix for path in files.values()}
+                if len(suffixes) != 1 or (suffix := suffixes.pop()) not in FORMATS:
+                    raise ConfigError(f"data_files must all be one of {sorted(FORMATS)}, got {sorted(files.values())}")
+                return datasets.load_dataset(FORMATS[suffix], data_files=dict(files))
+            return datasets.load_dataset(self.hparams.dataset)
+        except ConfigError:
+            raise
+        except Exception as err:  # no such dataset or file, no network, a file that does not parse
+            source = dict(files) if files else repr(self.hparams.dataset)
+            raise ConfigError(
+                f"could not load the text data {source}: {type(err).__name__}: {err}. Offline, point --data.dataset "
+                "at a folder with train.csv (and validation.csv, test.csv) or pass --data.data_files"
+            ) from None
+
+    def prepare_data(self) -> None:
+        if self.hparams.predict_texts is None and self.hparams.predict_file is None:
+            self._load()  # download once, on one process; setup() reads the cache
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage == "predict" and (self.hparams.predict_texts is not None or self.hparams.predict_file is not None):
+            self.predict_texts = self._texts_to_predict()
+            return
+        splits = self._load()
+        if "train" not in splits:
+            raise ConfigError(f"the text data has no 'train' split, only {list(splits)}; name one 'train'")
+        train = self._rows(splits["train"], "train")
+        if "validation" in splits:
+            val = self._rows(splits["validation"], "validation")
+        else:  # a seeded share of train, the same on every run and every rank
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.hparams.seed)).tolist()
+            n_val = max(1, round(self.hparams.val_size * len(train)))
+            val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
+        self.train_set, self.val_set = train, val
+        self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
+        if self.tokenizer is None:  # a checkpoint's tokenizer, when there is one, replaces this after setup
+            self.tokenizer = self.fit_tokenizer([text for text, _ in train])
+
+    def fit_tokenizer(self, texts: list[str]) -> Tokenizer:
+        return train_tokenizer(texts, self.vocab_size, self.hparams.min_frequency, self.max_length)
+
+    def _rows(self, split, name: str) -> list[Row]:
+        """(text, class index) pairs of one split; rows without text are dropped with a warning."""
+        text_column, label_column = self.hparams.text_column, self.hparams.label_column
+        missing = [column for column in (text_column, label_column) if column not in split.column_names]
+        if missing:
+            raise ConfigError(
+                f"the {name} split has no column {missing[0]!r}; its columns are {split.column_names}. "
+                f"Set --data.text_column and --data.label_column"
+            )
+        pairs = zip(split[text_column], split[label_column], strict=True)
+        rows = [(text, self._class_index(label, name)) for text, label in pairs]
+        kept = [(text, label) for text, label in rows if isinstance(text, str) and text.strip()]
+        if len(kept) < len(rows):
+            rank_zero_warn(f"{name} split: dropped {len(rows) - len(kept)} rows with an empty {text_column!r}")
+        if not kept:
+            raise ConfigError(f"the {name} split has no rows with text in column {text_column!r}")
+        return kept
+
+    def _class_index(self, label, split: str) -> int:
+        if isinstance(label, str) and label in self.labels:
+            return self.labels.index(label)
+        if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < self.num_classes:
+            return label
+        raise ConfigError(
+            f"the {split} split has label {label!r} in column {self.hparams.label_column!r}; labels must be class "
+            f"indices 0..{self.num_classes - 1} or one of the names {self.labels}. Set --data.labels to the class names"
+        )
+
+    def _texts_to_predict(self) -> list[str]:
+        texts = list(self.hparams.predict_texts or [])
+        if self.hparams.predict_file is not None:
+            path = Path(self.hparams.predict_file)
+            if not path.is_file():
+                raise ConfigError(f"--text_file {path}: no such file; give a text file with one text per line")
+            texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        empty = [i + 1 for i, text in enumerate(texts) if not text.strip()]
+        if empty:
+            raise ConfigError(f"text {empty[0]} to predict is empty; give each --text some words")
+        if not texts:
+            raise ConfigError(f"--text_file {self.hparams.predict_file} holds no text; write one text per line")
+        return texts
+
+    # ---- batching ---------------------------------------------------------------------------------
+
+    def collate(self):
+        if self.tokenizer is None:
+            raise ConfigError("no trained tokenizer: pass --ckpt_path best (or a .ckpt file) of a run of `fit`")
+        return partial(collate, self.tokenizer)
+
+    def test_dataloader(self):
+        if not self.test_set:
+            raise ConfigError("the text data has no 'test' split; add a test file or run `validate` instead")
+        return super().test_dataloader()
+
+    def predict_dataloader(self):
+        if not self.predict_texts:
+            return self.test_dataloader()
+        loader = self._loader(self.predict_texts)  # refuses to go on without a trained tokenizer
+        ids, _ = encode(self.tokenizer, self.predict_texts)
+        unknown = [i + 1 for i, known in enumerate((ids > 1).sum(dim=1).tolist()) if known == 0]  # 0, 1: [PAD], [UNK]
+        if unknown:
+            rank_zero_warn(f"text {unknown[0]} to predict has no word the tokenizer knows: its prediction is a guess")
+        return loader
+
+    # ---- the tokenizer travels in the checkpoint --------------------------------------------------
+
+    def state_dict(self) -> dict[str, str]:
+        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, str]) -> None:
+        if "tokenizer" in state_dict:
+            self.tokenizer = Tokenizer.from_str(state_dict["tokenizer"])
