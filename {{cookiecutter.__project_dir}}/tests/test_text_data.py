@@ -51,6 +51,14 @@ def test_local_files_load_and_a_seeded_share_of_train_becomes_validation():
     assert any("\n" in text for text, _ in data.train_set + data.val_set), "a quoted multi-line review was split"
 
 
+def test_files_by_split_load_too_and_must_share_one_known_format(tmp_path):
+    files = {"train": str(REVIEWS / "train.csv"), "test": str(REVIEWS / "test.csv")}
+    data = fitted(dataset=None, data_files=files)
+    assert (len(data.train_set), len(data.val_set), len(data.test_set)) == (144, 16, 40)
+    with pytest.raises(ConfigError, match="data_files must all be one of"):
+        fitted(dataset=None, data_files={**files, "test": str(tmp_path / "test.txt")})
+
+
 def test_batches_are_padded_to_their_longest_text_and_carry_lengths():
     ids, lengths, labels = next(iter(fitted().train_dataloader()))
     assert ids.shape == (16, lengths.max()) and ids.dtype == lengths.dtype == labels.dtype == torch.long

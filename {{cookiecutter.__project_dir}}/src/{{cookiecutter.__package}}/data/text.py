@@ -104,7 +104,7 @@ class TextDataModule(SplitDataModule):
         self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
         self.vocab_size = vocab_size
         self.max_length = max_length
-        self.tokenizer: Tokenizer | None = None  # trained in setup("fit"), or restored from a checkpoint
+        self.tokenizer: Tokenizer | None = None  # trained in setup() on the train split, or restored from a checkpoint
         self.predict_texts: list[str] = []
 
     # ---- loading ----------------------------------------------------------------------------------
