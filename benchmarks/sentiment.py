@@ -33,7 +33,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from training import bake, machine
+from training import bake, machine, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
@@ -183,9 +183,7 @@ def main() -> None:
         },
     }
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nwrote {output}")
+        write_results(output, results)
 
 
 if __name__ == "__main__":

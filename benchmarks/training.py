@@ -297,6 +297,12 @@ def machine(threads: int, load_before: tuple[float, ...]) -> dict:
     }
 
 
+def write_results(output: Path, results: dict) -> None:
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {output}")
+
+
 def overhead_benchmark(sizes: dict, spec: dict, project: Path, work: Path) -> dict:
     spec = {
         **spec,
@@ -435,9 +441,7 @@ def main() -> None:
         f"lightning {m['lightning']}"
     )
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"\nwrote {output}")
+        write_results(output, results)
 
 
 if __name__ == "__main__":

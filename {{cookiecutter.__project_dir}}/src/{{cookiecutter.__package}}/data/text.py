@@ -152,10 +152,8 @@ class TextDataModule(SplitDataModule):
         self.train_set, self.val_set = train, val
         self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
         if self.tokenizer is None:  # a checkpoint's tokenizer, when there is one, replaces this after setup
-            self.tokenizer = self.fit_tokenizer([text for text, _ in train])
-
-    def fit_tokenizer(self, texts: list[str]) -> Tokenizer:
-        return train_tokenizer(texts, self.vocab_size, self.hparams.min_frequency, self.max_length)
+            texts = [text for text, _ in train]
+            self.tokenizer = train_tokenizer(texts, self.vocab_size, self.hparams.min_frequency, self.max_length)
 
     def _rows(self, split, name: str) -> list[Row]:
         """(text, class index) pairs of one split; rows without text are dropped with a warning."""
