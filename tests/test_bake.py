@@ -23,10 +23,13 @@ ALWAYS = {
     "roadmap/stage1_tensors.py",
     "roadmap/stage2_training_loop.py",
     "scripts/gpu_check.py",
+    "scripts/slurm.sh",
+    "scripts/torchrun.sh",
     f"{SRC}/__init__.py",
     f"{SRC}/__main__.py",
     f"{SRC}/cli.py",
     f"{SRC}/callbacks.py",
+    f"{SRC}/hardware.py",
     f"{SRC}/plots.py",
     f"{SRC}/tasks/__init__.py",
     f"{SRC}/data/__init__.py",
@@ -34,6 +37,8 @@ ALWAYS = {
     "tests/conftest.py",
     "tests/test_cli.py",
     "tests/test_roadmap.py",
+    "tests/test_scale.py",
+    "tests/rank_probe.py",
 }
 # A shared file is there when any task that needs it is.
 SHARED = {

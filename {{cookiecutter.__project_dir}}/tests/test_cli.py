@@ -1,16 +1,14 @@
-"""The one CLI, for every config in configs/: runs, refuses bad input, resumes, writes its artifacts, scales."""
+"""The one CLI, for every config in configs/: runs, refuses bad input, resumes, writes its artifacts.
+
+The Trainer flags that scale a run out (devices, nodes, precision, compile) are tested in test_scale.py."""
 
 from __future__ import annotations
 
 import csv
 import math
-import os
-import subprocess
-import sys
 
 import pytest
-import torch
-from conftest import CONFIGS, PROJECT_ROOT, cli_args
+from conftest import CONFIGS
 
 from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.cli import run
@@ -107,35 +105,6 @@ def test_print_config_shows_every_hyperparameter_with_links_resolved(run_cli, ca
     assert exit_info.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path" in printed and "max_epochs" in printed and "lr:" in printed
-
-
-@pytest.mark.parametrize("task", TASKS)
-def test_bf16_mixed_precision_trains(run_cli, task):
-    cli = run_cli("fit", task, "--trainer.fast_dev_run", "true", "--trainer.precision", "bf16-mixed")
-    assert cli.trainer.precision == "bf16-mixed"
-    assert math.isfinite(cli.trainer.callback_metrics["train_loss"])
-
-
-def test_compile_switch_trains_the_compiled_model(run_cli):
-    cli = run_cli("fit", TASKS[0], "--trainer.fast_dev_run", "true", "--compile", "true")
-    assert isinstance(cli.model, torch._dynamo.eval_frame.OptimizedModule)
-    assert cli.trainer.global_step == 1 and math.isfinite(cli.trainer.callback_metrics["train_loss"])
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("task", TASKS)
-def test_two_process_ddp_trains_and_exits_cleanly(workdir, data_args, task):
-    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
-    limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
-    args = cli_args("fit", task, data_args, *ddp, *limits, "--data.batch_size", "16")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
-    command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *args]
-    done = subprocess.run(command, cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "terminate called" not in done.stderr
-    (last,) = workdir.glob("runs/**/checkpoints/last.ckpt")  # written once, by rank 0
-    checkpoint = torch.load(last, weights_only=False)
-    assert checkpoint["global_step"] == 2
 
 
 def test_the_chosen_logger_records_the_metrics(run_cli, workdir):

@@ -28,12 +28,17 @@ from jsonargparse import Namespace
 from lightning.pytorch import Callback, LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import ConfigError
 from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
+from .hardware import check_hardware
 
 # Lightning 2.6 calls a torch.utils._pytree API that newer torch deprecates; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# check_hardware says it in one line (16-mixed runs as bf16-mixed on the CPU).
+warnings.filterwarnings("ignore", message=r"You passed `Trainer\(accelerator='cpu', precision='16-mixed'\)`")
 
 RUNS_DIR = "runs"
 # The experiment logger chosen when the project was generated; `--trainer.logger` overrides it.
@@ -84,6 +89,8 @@ class RoadmapCLI(LightningCLI):
         if config.trainer.logger is None:  # not set in the config or on the command line
             task = task_name(config.model.class_path)
             config.trainer.logger = Namespace(class_path=LOGGER_CLASS, init_args=Namespace(**logger_args(task)))
+        for note in check_hardware(config.trainer):
+            print_note(note)
         self._route_text_options(config)
         if config.get("ckpt_path") in ("last", "best"):
             config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
@@ -108,6 +115,10 @@ class RoadmapCLI(LightningCLI):
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
         drop_unaccepted_hparams(self.model)
+        # Lightning's model summary runs example_input_array without the precision's input cast (bf16-true: a
+        # float32 input into bfloat16 weights fails); cast it as training batches are cast.
+        if self.model.example_input_array is not None:
+            self.model.example_input_array = self.trainer.precision_plugin.convert_input(self.model.example_input_array)
         if self.config_init[self.subcommand].get("compile"):
             self.model = torch.compile(self.model)  # the Trainer unwraps it for checkpoints and hooks
 
@@ -190,9 +201,17 @@ def has_netrc_entry(host: str) -> bool:
 {%- endif %}
 
 
-def user_error(err: BaseException | None) -> ConfigError | None:
-    """The ConfigError behind `err`, if any: jsonargparse and Lightning wrap the errors raised in __init__ or setup."""
-    while err is not None and not isinstance(err, ConfigError):
+@rank_zero_only
+def print_note(message: str) -> None:
+    print(f"note: {message}", file=sys.stderr, flush=True)
+
+
+def user_error(err: BaseException | None) -> Exception | None:
+    """The user's mistake behind `err`, if any: a ConfigError (ours), or a MisconfigurationException (Lightning's).
+
+    jsonargparse and Lightning wrap the errors raised in __init__ or setup, so the whole chain is searched.
+    """
+    while err is not None and not isinstance(err, (ConfigError, MisconfigurationException)):
         err = err.__cause__ or err.__context__
     return err
 
