@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
 
-.PHONY: demo test bench bench-training bench-sentiment lint clean
+.PHONY: demo test bench bench-training bench-sentiment bench-scale lint clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,13 +29,16 @@ demo: $(VENV)/installed
 test: $(VENV)/installed
 	$(BIN)/pytest tests
 
-bench: bench-training bench-sentiment
+bench: bench-training bench-sentiment bench-scale
 
 bench-training: $(VENV)/installed
 	$(BIN)/python benchmarks/training.py
 
 bench-sentiment: $(VENV)/installed
 	$(BIN)/python benchmarks/sentiment.py
+
+bench-scale: $(VENV)/installed
+	$(BIN)/python benchmarks/scale.py
 
 lint: $(VENV)/installed
 	$(BIN)/ruff check hooks tests benchmarks

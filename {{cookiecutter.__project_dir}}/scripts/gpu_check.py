@@ -2,6 +2,7 @@
 
     python scripts/gpu_check.py                       # every config in configs/, on the best accelerator
     python scripts/gpu_check.py --steps 200 --data_dir /path/with/MNIST
+    python scripts/gpu_check.py --configs configs/sentiment_rnn.yaml --text_dataset /path/to/csv/folder
 
 Each run trains for a fraction of an epoch through the project's CLI (validation, logging and
 checkpoints off): `--warmup` steps that are not timed (they include compilation), then `--steps`
@@ -32,13 +33,20 @@ OFF = [
 ]
 
 
-def steps_per_second(config: Path, precision: str, compile: bool, warmup: int, steps: int, data_dir: str) -> float:
+def data_args(config: Path, args: argparse.Namespace) -> list[str]:
+    """Where the config's data module finds its data: --data_dir for MNIST, --text_dataset for text."""
     data_class = yaml.safe_load(config.read_text())["data"]["class_path"]
-    on_mnist = data_class.endswith("MNISTDataModule")
-    data_args = ["--data.data_dir", data_dir, "--data.download", "false"] if on_mnist else []
+    if data_class.endswith("MNISTDataModule"):
+        return ["--data.data_dir", args.data_dir, "--data.download", "false"]
+    if data_class.endswith("TextDataModule") and args.text_dataset:
+        return ["--data.dataset", args.text_dataset]
+    return []
+
+
+def steps_per_second(config: Path, data: list[str], precision: str, compile: bool, warmup: int, steps: int) -> float:
     cli = run(
         [
-            *["fit", "--config", str(config), *data_args, *OFF],
+            *["fit", "--config", str(config), *data, *OFF],
             *["--trainer.max_steps", str(warmup + steps), "--trainer.max_epochs", "-1"],
             *["--trainer.precision", precision, "--compile", str(compile).lower()],
             f"--trainer.callbacks+={StepTimer.__module__}.StepTimer",
@@ -53,6 +61,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=20, help="untimed steps first (compilation happens here)")
     parser.add_argument("--steps", type=int, default=100, help="timed steps")
     parser.add_argument("--data_dir", default="data", help="folder holding MNIST/raw, for the MNIST tasks")
+    parser.add_argument("--text_dataset", help="for the text tasks: a local folder of csv files or a dataset name")
     parser.add_argument("--configs", nargs="*", type=Path, default=sorted((ROOT / "configs").glob("*.yaml")))
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # the CLI gets its arguments from run(), not from this script's command line
@@ -63,7 +72,7 @@ def main() -> None:
         for precision, compile in VARIANTS:
             name = f"{precision}{' compiled' if compile else ''}"
             results.setdefault(task, {})[name] = steps_per_second(
-                config, precision, compile, args.warmup, args.steps, args.data_dir
+                config, data_args(config, args), precision, compile, args.warmup, args.steps
             )
     print(f"\n{'task':20}" + "".join(f"{p + (' compiled' if c else ''):>22}" for p, c in VARIANTS))
     for task, rates in results.items():

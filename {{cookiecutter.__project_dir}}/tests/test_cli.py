@@ -8,6 +8,7 @@ import csv
 import math
 
 import pytest
+import torch
 from conftest import CONFIGS
 
 from {{ cookiecutter.__package }}.callbacks import run_dir
@@ -38,6 +39,8 @@ def test_fit_writes_checkpoints_config_and_curves_then_test_and_predict_read_the
     per_epoch = [row[metric] for row in curves.history if metric in row]
     assert checkpoint.monitor == metric and len(per_epoch) == 3
     assert float(checkpoint.best_model_score) == pytest.approx(best(per_epoch))
+    last = torch.load(run_folder / "checkpoints" / "last.ckpt", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, fit.global_step), "last.ckpt must hold the final epoch"
     assert (run_folder / "learning_curves.png").stat().st_size > 1000
     # The saved config reproduces the run: it parses and trains again.
     run(["fit", "--config", str(run_folder / "config.yaml"), "--trainer.fast_dev_run", "true"])

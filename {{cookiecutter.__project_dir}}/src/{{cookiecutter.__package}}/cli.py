@@ -166,8 +166,11 @@ def default_callbacks(trainer: Namespace, subcommand: str, best: tuple[str, str]
     if subcommand == "fit" and trainer.enable_checkpointing is not False and writes_files:
         # best.ckpt and last.ckpt in the run's checkpoints/ folder. Best is the task's `best_checkpoint`, a
         # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss (every task logs it).
+        # Last is a second checkpoint without a monitor: since Lightning 2.6, `save_last=True` rewrites last.ckpt
+        # only when the best one changes, so it would hold the best epoch, and `--ckpt_path last` would resume there.
         monitor, mode = best
-        callbacks.append(ModelCheckpoint(monitor=monitor, mode=mode, filename="best", save_last=True))
+        callbacks.append(ModelCheckpoint(monitor=monitor, mode=mode, filename="best"))
+        callbacks.append(ModelCheckpoint(filename="last"))
     if trainer.enable_progress_bar is not False:
         callbacks.append(RichProgressBar())
     return callbacks
