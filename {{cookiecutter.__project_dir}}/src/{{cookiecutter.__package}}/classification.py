@@ -69,9 +69,12 @@ class ClassificationTask(LightningModule):
     def test_step(self, batch, batch_idx: int) -> None:
         self._common_step(batch, "test")
 
+    def predict(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a prediction is, for `predict`, export and serving alike: the class index and its probability."""
+        confidence, predicted = self.probabilities(self(*inputs)).max(dim=-1)
+        return {"prediction": predicted, "probability": confidence}
+
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         *inputs, target = batch if isinstance(batch, (list, tuple)) else (batch, None)  # target None: unlabelled
-        probabilities = self.probabilities(self(*inputs))
-        confidence, predicted = probabilities.max(dim=-1)
-        result = {"prediction": predicted, "probability": confidence}
+        result = self.predict(*inputs)
         return result if target is None else {**result, "target": target}

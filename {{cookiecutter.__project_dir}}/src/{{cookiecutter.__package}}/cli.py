@@ -12,7 +12,6 @@ Trainer flags: ``--trainer.devices 2 --trainer.strategy ddp --trainer.precision 
 
 from __future__ import annotations
 
-import importlib
 import inspect
 {% if cookiecutter.logger == "wandb" -%}
 import netrc
@@ -32,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import ConfigError
+from .artifacts import import_class
 from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
 from .hardware import check_hardware
 
@@ -151,11 +151,6 @@ def drop_unaccepted_hparams(model: LightningModule) -> None:
         del model.hparams[name]
 
 
-def import_class(class_path: str) -> type:
-    module, name = class_path.rsplit(".", 1)
-    return getattr(importlib.import_module(module), name)
-
-
 def default_callbacks(trainer: Namespace, subcommand: str, best: tuple[str, str]) -> list[Callback]:
     """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold.
 
@@ -220,8 +215,26 @@ def user_error(err: BaseException | None) -> Exception | None:
 
 
 def main() -> None:
-    """The console script and `python -m {{ cookiecutter.__package }}`: arguments from sys.argv."""
-    run()
+    """The console script and `python -m {{ cookiecutter.__package }}`: arguments from sys.argv.
+
+    `export` and `serve` are this project's own subcommands; the others are LightningCLI's.
+    """
+    subcommand = sys.argv[1] if len(sys.argv) > 1 else None
+    if subcommand not in ("export", "serve"):
+        run()
+        return
+    try:
+        if subcommand == "export":
+            from .export import main as export_main
+
+            export_main(sys.argv[2:])
+        else:
+            from .serve.app import main as serve_main
+
+            serve_main(sys.argv[2:])
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def run(args: list[str] | None = None) -> RoadmapCLI:

@@ -2,22 +2,31 @@
 
 A subclass builds `self.train_set`, `self.val_set` and `self.test_set` in `setup()`; `predict` runs
 over the test split, so its predictions can be compared with the targets.
+
+For serving and export, a subclass also says what a request looks like (`request_model`, a pydantic
+body, and `example_request`) and turns a request's inputs into the model's inputs (`request_inputs`)
+with the same preprocessing as training.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, ClassVar
 
+import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from .. import ConfigError, require_positive
+from ..serve.schemas import PredictRequest
 
 
 class SplitDataModule(LightningDataModule):
     train_set: Dataset
     val_set: Dataset
     test_set: Dataset
+    request_model: ClassVar[type[PredictRequest]]  # the body of POST /predict
+    example_request: ClassVar[dict[str, Any]]  # a valid body with two inputs: for /health, the docs, export
 
     def __init__(self, batch_size: int, num_workers: int = 0) -> None:
         super().__init__()
@@ -52,3 +61,10 @@ class SplitDataModule(LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set)
+
+    def request_inputs(self, items: list[Any]) -> tuple[torch.Tensor, ...]:
+        """A request's inputs (`request_model(...).items()`) -> the model's input tensors, batch first.
+
+        Raises ValueError with a message for the client when an input cannot be read.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not say how to read a served request")

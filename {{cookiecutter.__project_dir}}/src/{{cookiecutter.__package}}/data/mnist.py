@@ -8,22 +8,78 @@ training, `predict` and serving alike.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import io
 from pathlib import Path
+from typing import Annotated
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset, random_split
 from torchvision.datasets import MNIST
 
 from .. import ConfigError, require_positive
+from ..serve.schemas import PredictRequest
 from .base import SplitDataModule
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
+MAX_IMAGE_PIXELS = 4096 * 4096  # a served image file larger than this is refused before it is decoded
+
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Pixels = Annotated[
+    list[Annotated[list[Pixel], Field(min_length=28, max_length=28)]], Field(min_length=28, max_length=28)
+]
+
+
+class DigitRequest(PredictRequest):
+    pixels: Pixels | Annotated[list[Pixels], Field(min_length=1)] | None = Field(
+        None, description="a 28x28 grayscale digit as 28 rows of 0-255 values (white on black), or a list of them"
+    )
+    image: str | Annotated[list[str], Field(min_length=1)] | None = Field(
+        None, description="a PNG or JPEG file, base64-encoded (made grayscale and resized to 28x28), or a list of them"
+    )
+
+    @model_validator(mode="after")
+    def one_form(self) -> DigitRequest:
+        if (self.pixels is None) == (self.image is None):
+            raise ValueError("give either pixels or image, not both or neither")
+        return self
+
+    def items(self) -> list[list[list[float]] | str]:
+        if self.image is not None:
+            return self.image if isinstance(self.image, list) else [self.image]
+        return self.pixels if isinstance(self.pixels[0][0], list) else [self.pixels]
+
+
+def decode_image(data: str) -> torch.Tensor:
+    """A base64-encoded image file -> (28, 28) uint8 pixels, grayscale; MNIST digits are white on black."""
+    try:
+        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ValueError(
+                    f"image of {image.width}x{image.height} pixels is over the limit of {MAX_IMAGE_PIXELS}"
+                )
+            pixels = np.asarray(image.convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+    except (binascii.Error, UnidentifiedImageError, OSError, Image.DecompressionBombError):
+        raise ValueError("image is not a base64-encoded PNG or JPEG file") from None
+    return torch.from_numpy(pixels.copy())
 
 
 class MNISTDataModule(SplitDataModule):
     num_classes = 10
     input_shape = (1, 28, 28)
     labels = [str(digit) for digit in range(10)]
+    request_model = DigitRequest
+    # Two made-up digits: a vertical bar (a 1) and a ring (a 0).
+    example_request = {
+        "pixels": [
+            [[255 if 12 <= col <= 15 and 4 <= row <= 23 else 0 for col in range(28)] for row in range(28)],
+            [[255 if 49 <= (row - 14) ** 2 + (col - 14) ** 2 <= 100 else 0 for col in range(28)] for row in range(28)],
+        ]
+    }
 
     def __init__(
         self,
@@ -68,3 +124,7 @@ class MNISTDataModule(SplitDataModule):
         generator = torch.Generator().manual_seed(self.hparams.seed)
         self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
         self.test_set = TensorDataset(self.preprocess(test.data), test.targets)
+
+    def request_inputs(self, items: list[list[list[float]] | str]) -> tuple[torch.Tensor]:
+        images = [decode_image(item) if isinstance(item, str) else torch.tensor(item) for item in items]
+        return (self.preprocess(torch.stack(images)),)  # (N, 1, 28, 28), as in training

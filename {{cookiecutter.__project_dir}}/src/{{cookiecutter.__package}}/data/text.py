@@ -20,17 +20,40 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Annotated
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_warn
+from pydantic import Field, field_validator
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .. import ConfigError, require_positive
+from ..serve.schemas import PredictRequest
 from .base import SplitDataModule
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1  # the models rely on these: padding_idx, and word dropout
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+MAX_REQUEST_CHARS = 20_000  # a served text longer than this is refused (the model reads max_length tokens anyway)
+
+Text = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS)]
+
+
+class TextRequest(PredictRequest):
+    text: Text | Annotated[list[Text], Field(min_length=1)] = Field(description="a text, or a list of them")
+
+    @field_validator("text")
+    @classmethod
+    def not_blank(cls, text: str | list[str]) -> str | list[str]:
+        for i, one in enumerate([text] if isinstance(text, str) else text):
+            if not one.strip():
+                raise ValueError(f"text {i + 1} is blank; give it some words")
+        return text
+
+    def items(self) -> list[str]:
+        return self.text if isinstance(self.text, list) else [self.text]
+
 
 Row = tuple[str, int | None]  # a text and its class index (None when unlabelled, as in predict)
 
@@ -66,6 +89,9 @@ def collate(
 
 
 class TextDataModule(SplitDataModule):
+    request_model = TextRequest
+    example_request = {"text": ["A gem of a film: funny, warm and beautifully acted.", "Dull and far too long."]}
+
     def __init__(
         self,
         dataset: str | None = "cornell-movie-review-data/rotten_tomatoes",
@@ -218,6 +244,12 @@ class TextDataModule(SplitDataModule):
         if unknown:
             rank_zero_warn(f"text {unknown[0]} to predict has no word the tokenizer knows: its prediction is a guess")
         return loader
+
+    def request_inputs(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Texts -> (token ids (N, max_length), lengths (N,)): always padded to max_length, so that requests
+        batch together and exported graphs see one shape; padding changes no prediction."""
+        ids, lengths = encode(self.tokenizer, items)
+        return F.pad(ids, (0, self.hparams.max_length - ids.shape[1]), value=PAD_ID), lengths
 
     # ---- the tokenizer travels in the checkpoint --------------------------------------------------
 

@@ -56,9 +56,13 @@ class LinearRegression(LightningModule):
     def on_test_epoch_end(self) -> None:
         self._log_line()
 
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """What a prediction is, for `predict`, export and serving alike: y for each x."""
+        return {"prediction": self(x).squeeze(-1)}
+
     def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch
-        return {"x": x, "prediction": self(x), "target": y}
+        return {"x": x, **self.predict(x), "target": y}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)

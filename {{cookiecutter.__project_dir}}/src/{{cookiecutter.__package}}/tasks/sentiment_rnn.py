@@ -10,6 +10,8 @@ feature, wherever in the review it was) and a linear layer turns that into class
 
 Reviews differ in length; a batch is padded to its longest review. Packing the padded batch
 (`pack_padded_sequence`) makes the RNN stop at each review's own end, so padding never enters the state.
+`torch.export` cannot trace packing, so an exported model computes the same numbers another way
+(`run_each_direction`).
 
     python -m {{ cookiecutter.__package }} fit --config configs/sentiment_rnn.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/sentiment_rnn.yaml --ckpt_path best --text "A gem."
@@ -26,6 +28,8 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .. import require_positive, require_probability
 from ..classification import ClassificationTask
 from ..data.text import PAD_ID
+
+RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # per layer and direction, as nn.LSTM/nn.GRU name them
 
 
 class SentimentRNN(nn.Module):
@@ -62,12 +66,40 @@ class SentimentRNN(nn.Module):
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(N, L) token ids and (N,) lengths -> (N, num_classes) logits."""
         embedded = self.dropout(self.embedding(token_ids))  # (N, L, embed_dim)
-        packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        outputs, _ = self.rnn(packed)
-        # (N, L', H * directions), with -inf where a review has ended, so max-pooling never picks padding.
-        outputs, _ = pad_packed_sequence(outputs, batch_first=True, padding_value=float("-inf"))
-        pooled = outputs.max(dim=1).values
+        if torch.compiler.is_exporting():  # torch.export (ONNX, .pt2) cannot trace packing
+            outputs = run_each_direction(self.rnn, embedded, lengths)
+        else:
+            packed = pack_padded_sequence(embedded, lengths.cpu(), batch_first=True, enforce_sorted=False)
+            outputs, _ = pad_packed_sequence(self.rnn(packed)[0], batch_first=True, total_length=token_ids.shape[1])
+        # (N, L, H * directions), with -inf where a review has ended, so max-pooling never picks padding.
+        padding = torch.arange(token_ids.shape[1], device=token_ids.device) >= lengths[:, None]
+        pooled = outputs.masked_fill(padding[..., None], float("-inf")).max(dim=1).values
         return self.classifier(self.dropout(pooled))
+
+
+def run_each_direction(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """What `rnn` computes on a packed batch, computed on the padded batch instead, as export needs.
+
+    Each direction of each layer runs as a one-layer, one-way RNN with that direction's weights. The
+    backward one reads every sequence reversed within its own length, so the padding at the end never
+    reaches a real position's state. Outputs at padded positions are meaningless: the caller masks them.
+    """
+    steps = torch.arange(inputs.shape[1], device=inputs.device)
+    mirror = torch.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)  # (N, L)
+
+    def reverse(x: torch.Tensor) -> torch.Tensor:
+        return x.gather(1, mirror[..., None].expand_as(x))
+
+    for layer in range(rnn.num_layers):
+        directions = []
+        for suffix in ("", "_reverse")[: 1 + rnn.bidirectional]:
+            weights = {f"{name}_l0": getattr(rnn, f"{name}_l{layer}{suffix}") for name in RNN_WEIGHTS}
+            with torch.device("meta"):  # a shell: functional_call runs it with the weights above
+                one_way = type(rnn)(inputs.shape[-1], rnn.hidden_size, batch_first=True)
+            outputs, _ = torch.func.functional_call(one_way, weights, (reverse(inputs) if suffix else inputs,))
+            directions.append(reverse(outputs) if suffix else outputs)
+        inputs = torch.cat(directions, dim=-1)
+    return inputs
 
 
 class SentimentRNNClassifier(ClassificationTask):
