@@ -30,6 +30,13 @@ ALWAYS = {
     f"{SRC}/cli.py",
     f"{SRC}/callbacks.py",
     f"{SRC}/hardware.py",
+    f"{SRC}/artifacts.py",
+    f"{SRC}/export.py",
+    f"{SRC}/serve/__init__.py",
+    f"{SRC}/serve/app.py",
+    f"{SRC}/serve/batching.py",
+    f"{SRC}/serve/predictor.py",
+    f"{SRC}/serve/schemas.py",
     f"{SRC}/plots.py",
     f"{SRC}/tasks/__init__.py",
     f"{SRC}/data/__init__.py",
@@ -38,6 +45,8 @@ ALWAYS = {
     "tests/test_cli.py",
     "tests/test_roadmap.py",
     "tests/test_scale.py",
+    "tests/test_export.py",
+    "tests/test_serve.py",
     "tests/rank_probe.py",
 }
 # A shared file is there when any task that needs it is.

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     return tmp_path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def cli_args(subcommand: str, task: str, data_args: dict[str, list[str]], *args: str) -> list[str]:
@@ -102,3 +109,22 @@ def data_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{%
     offline["TextDataModule"] = ["--data.dataset", str(REVIEWS), "--data.batch_size", "16", "--data.vocab_size", "200"]
 {%- endif %}
     return offline
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, data_args: dict[str, list[str]]):
+    """`trained("xor")`: the best.ckpt of a short fit of the task, made once per test session."""
+    checkpoints: dict[str, Path] = {}
+    limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
+
+    def checkpoint(task: str) -> Path:
+        if task not in checkpoints:
+            folder = tmp_path_factory.mktemp(task)
+            with pytest.MonkeyPatch.context() as patch:
+                patch.chdir(folder)
+                patch.setattr("sys.argv", ["{{ cookiecutter.__package }}"])
+                cli = run(cli_args("fit", task, data_args, *limits))
+            checkpoints[task] = Path(cli.trainer.checkpoint_callback.best_model_path)
+        return checkpoints[task]
+
+    return checkpoint

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, PROJECT_ROOT, cli_args
+from conftest import CONFIGS, PROJECT_ROOT, cli_args, free_port
 from jsonargparse import Namespace
 from rank_probe import read_probes
 
@@ -34,12 +33,6 @@ def launch_env(**extra: str) -> dict[str, str]:
     """The environment of a launched CLI: the project's src/ and tests/ (for RankProbe) importable, 1 thread each."""
     path = [str(PROJECT_ROOT / "src"), str(PROJECT_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
     return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", **extra}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def assert_ranks_agree(probes: list[dict], world_size: int) -> None:

@@ -66,24 +66,25 @@ class BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await too_large(self.limit)(scope, receive, send)
-        received = 0
+        received, refused = 0, False
 
         async def counted():
-            nonlocal received
+            # A streamed body (no content-length) is counted as it arrives: over the limit, answer 413 now and
+            # tell the app the client left, so it stops reading; whatever the app answers then is dropped.
+            nonlocal received, refused
             message = await receive()
             received += len(message.get("body", b""))
-            if received > self.limit:
-                raise BodyTooLarge
+            if received > self.limit and not refused:
+                refused = True
+                await too_large(self.limit)(scope, receive, send)
+                return {"type": "http.disconnect"}
             return message
 
-        try:
-            await self.app(scope, counted, send)
-        except BodyTooLarge:
-            await too_large(self.limit)(scope, receive, send)
+        async def send_unless_refused(message) -> None:
+            if not refused:
+                await send(message)
 
-
-class BodyTooLarge(Exception):
-    pass
+        await self.app(scope, counted, send_unless_refused)
 
 
 def too_large(limit: int) -> JSONResponse:

@@ -34,13 +34,14 @@ class MicroBatcher:
         self.predict = predict
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
-        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")  # one model call at a time
         self.batch_sizes: list[int] = []  # examples per forward pass, for the curious and the tests
         self._task: asyncio.Task | None = None
-        self._carry: Pending | None = None  # the request that did not fit in the last batch
 
     async def start(self) -> None:
+        """Start batching on the running event loop (the app's lifespan calls this, and `stop`)."""
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")  # one model call at a time
+        self._carry: Pending | None = None  # the request that did not fit in the last batch
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:

@@ -1,0 +1,259 @@
+{%- set has_text = cookiecutter.include_sentiment_rnn == "yes" or cookiecutter.include_sentiment_transformer == "yes" -%}
+"""The server, for every config in configs/: it answers what `predict_step` answers, from a checkpoint or an
+exported file; it batches concurrent requests; it refuses bad input with a 4xx and keeps serving."""
+
+from __future__ import annotations
+
+import asyncio
+{%- if cookiecutter.include_mnist_cnn == "yes" %}
+import base64
+import io
+{%- endif %}
+import resource
+import threading
+import time
+
+import httpx
+import pytest
+import torch
+import uvicorn
+from conftest import CONFIGS, free_port
+from fastapi.testclient import TestClient
+{%- if cookiecutter.include_mnist_cnn == "yes" %}
+from PIL import Image
+{%- endif %}
+
+from {{ cookiecutter.__package }}.artifacts import load_checkpoint
+from {{ cookiecutter.__package }}.export import export
+from {{ cookiecutter.__package }}.serve.app import ServeSettings, create_app
+
+TASKS = [config.stem for config in CONFIGS]
+KINDS = ["checkpoint", "onnx"]
+
+
+@pytest.fixture(scope="module")
+def artifacts(trained, tmp_path_factory):
+    """`artifacts(task, kind)`: the path of the task's checkpoint, or of its export of that kind."""
+    exported = {}
+
+    def path(task: str, kind: str):
+        checkpoint = trained(task)
+        if kind == "checkpoint":
+            return checkpoint
+        if task not in exported:
+            exported[task] = tmp_path_factory.mktemp(f"{task}-export")
+            export(load_checkpoint(checkpoint), exported[task], formats=("onnx",))
+        return exported[task] / {"onnx": "model.onnx"}[kind]
+
+    return path
+
+
+def client_for(path, **settings) -> TestClient:
+    return TestClient(create_app(ServeSettings(model=path, **settings)))
+
+
+def example_body(task: str, artifacts) -> dict:
+    return load_checkpoint(artifacts(task, "checkpoint")).datamodule.example_request
+
+
+class LiveServer:
+    """The app served by uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("task", TASKS)
+def test_served_prediction_equals_predict_step(artifacts, task, kind):
+    trained = load_checkpoint(artifacts(task, "checkpoint"))
+    body = trained.datamodule.example_request
+    inputs = trained.datamodule.request_inputs(trained.datamodule.request_model(**body).items())
+    with torch.no_grad():
+        expected = trained.model.predict_step((*inputs, None), 0)
+    with client_for(artifacts(task, kind)) as client:
+        response = client.post("/predict", json=body)
+    assert response.status_code == 200, response.text
+    served = response.json()["predictions"]
+    assert len(served) == len(inputs[0])
+    for i, row in enumerate(served):
+        if "probability" in expected:  # a classifier: the same class, with the same probability
+            assert row["prediction"] == expected["prediction"][i].item()
+            assert row["probability"] == pytest.approx(expected["probability"][i].item(), abs=1e-5)
+            assert row["label"] == trained.metadata["labels"][row["prediction"]]
+        else:
+            assert row["prediction"] == pytest.approx(expected["prediction"][i].item(), abs=1e-5)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_health_runs_a_real_prediction_and_metadata_describes_the_model(artifacts, task):
+    with client_for(artifacts(task, "onnx")) as client:
+        health, metadata = client.get("/health"), client.get("/metadata")
+        docs = client.get("/docs")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    example = health.json()["example"]
+    assert len(example["predictions"]) == 2 and example["request"] == example_body(task, artifacts)
+    info = metadata.json()
+    assert info["task"] == task and info["artifact"] == "onnx"
+    assert info["model_version"] == health.json()["model_version"] and info["model_version"].startswith(task)
+    assert info["input_schema"]["properties"] and info["example_request"] == example["request"]
+    assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_one_input_and_a_batch_answer_alike(artifacts, task):
+    body = example_body(task, artifacts)
+    ((field, examples),) = body.items()
+    with client_for(artifacts(task, "checkpoint")) as client:
+        batch = client.post("/predict", json=body).json()["predictions"]
+        singles = [client.post("/predict", json={field: one}).json()["predictions"] for one in examples]
+    assert [len(single) for single in singles] == [1, 1]
+    for row, (single,) in zip(batch, singles, strict=True):
+        assert row["prediction"] == pytest.approx(single["prediction"], abs=1e-5)
+
+
+def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(artifacts):
+    task = TASKS[0]
+    body = example_body(task, artifacts)
+    ((field, examples),) = body.items()
+    bodies = [{field: examples[i % len(examples)]} for i in range(24)]
+    app = create_app(ServeSettings(model=artifacts(task, "checkpoint"), max_wait_ms=50))
+    with TestClient(app) as client:
+        alone = [client.post("/predict", json={field: one}).json()["predictions"][0] for one in examples]
+    with LiveServer(app) as server:
+
+        async def send_all():
+            async with httpx.AsyncClient(base_url=server.url) as http:
+                return await asyncio.gather(*(http.post("/predict", json=b) for b in bodies))
+
+        responses = asyncio.run(send_all())
+    assert all(r.status_code == 200 for r in responses)
+    for i, response in enumerate(responses):
+        assert response.json()["predictions"][0]["prediction"] == pytest.approx(alone[i % 2]["prediction"], abs=1e-5)
+    assert max(app.state.batcher.batch_sizes) > 1, "concurrent requests were never batched together"
+
+
+def hostile_bodies(task: str, body: dict, max_batch: int) -> list[tuple[str, object, int]]:
+    """(what, body, expected status) for bad requests every task must refuse; JSON bodies unless bytes."""
+    ((field, examples),) = body.items()
+    cases = [
+        ("malformed JSON", b'{"' + field.encode() + b'": [', 422),
+        ("not JSON at all", b"hello", 422),
+        ("empty object", {}, 422),
+        ("wrong type", {field: {"a": 1}}, 422),
+        ("unknown field", {**body, "extra": 1}, 422),
+        ("empty batch", {field: []}, 422),
+        ("batch over the limit", {field: [examples[0]] * (max_batch + 1)}, 413),
+    ]
+{%- if cookiecutter.include_linear_regression == "yes" %}
+    if task == "linear_regression":
+        cases += [("a string for x", {"x": "two"}, 422), ("NaN", b'{"x": NaN}', 422), ("nested", {"x": [[1.0]]}, 422)]
+{%- endif %}
+{%- if cookiecutter.include_xor == "yes" %}
+    if task == "xor":
+        cases += [("three numbers", {"x": [0, 1, 1]}, 422), ("one number", {"x": [1]}, 422)]
+{%- endif %}
+{%- if cookiecutter.include_mnist_cnn == "yes" %}
+    if task == "mnist_cnn":
+        big = Image.new("L", (5000, 5000))  # 25 megapixels: over the limit, a few KB as PNG
+        buffer = io.BytesIO()
+        big.save(buffer, format="PNG")
+        cases += [
+            ("pixels of the wrong shape", {"pixels": [[0] * 27] * 28}, 422),
+            ("pixel over 255", {"pixels": [[300] * 28] * 28}, 422),
+            ("image that is not base64", {"image": "%%% not base64 %%%"}, 422),
+            ("base64 of a text file", {"image": base64.b64encode(b"hello").decode()}, 422),
+            ("image of 25 megapixels", {"image": base64.b64encode(buffer.getvalue()).decode()}, 422),
+            ("both pixels and image", {"pixels": [[0] * 28] * 28, "image": "abc"}, 422),
+        ]
+{%- endif %}
+{%- if has_text %}
+    if task.startswith("sentiment"):
+        cases += [
+            ("empty text", {"text": ""}, 422),
+            ("blank text", {"text": "   \n "}, 422),
+            ("a blank text in a batch", {"text": ["fine", " "]}, 422),
+            ("text of 100,000 characters", {"text": "word " * 20_000}, 422),
+            ("a number for text", {"text": 42}, 422),
+        ]
+{%- endif %}
+    return cases
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_bad_requests_get_a_4xx_with_a_message_and_the_server_keeps_serving(artifacts, task):
+    body = example_body(task, artifacts)
+    with client_for(artifacts(task, "checkpoint"), max_batch_size=8) as client:
+        for what, bad, status in hostile_bodies(task, body, max_batch=8):
+            if isinstance(bad, bytes):
+                response = client.post("/predict", content=bad, headers={"content-type": "application/json"})
+            else:
+                response = client.post("/predict", json=bad)
+            assert response.status_code == status, f"{what}: {response.status_code} {response.text[:300]}"
+            assert response.json()["error"], what
+        assert client.get("/health").status_code == 200
+        assert client.post("/predict", json=body).status_code == 200
+
+
+def test_request_body_over_the_limit_gets_413_whether_declared_or_streamed(artifacts):
+    task = TASKS[0]
+    with client_for(artifacts(task, "checkpoint"), max_body_bytes=100) as client:
+        declared = client.post("/predict", content=b"x" * 101, headers={"content-type": "application/json"})
+        streamed = client.post("/predict", content=iter([b"{", b" " * 200, b"}"]))
+        fine = client.post("/predict", json=example_body(task, artifacts))
+    assert declared.status_code == 413 and streamed.status_code == 413
+    assert "over the limit of 100 bytes" in declared.json()["error"]
+    assert fine.status_code == 200
+
+
+def test_api_key_guards_predict_and_metadata_but_not_health(artifacts):
+    task = TASKS[0]
+    body = example_body(task, artifacts)
+    with client_for(artifacts(task, "checkpoint"), api_key="s3cret") as client:
+        assert client.post("/predict", json=body).status_code == 401
+        assert client.post("/predict", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert client.get("/metadata").status_code == 401
+        assert client.get("/health").status_code == 200
+        assert client.post("/predict", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def test_bounded_load_gives_no_5xx_and_flat_memory(artifacts):
+    """300 requests at 16 in flight against uvicorn on loopback, after 100 to warm up."""
+    task = TASKS[0]
+    body = example_body(task, artifacts)
+
+    async def load(url: str, count: int) -> list[int]:
+        limit = asyncio.Semaphore(16)
+        async with httpx.AsyncClient(base_url=url) as http:
+
+            async def one() -> int:
+                async with limit:
+                    return (await http.post("/predict", json=body)).status_code
+
+            return await asyncio.gather(*(one() for _ in range(count)))
+
+    with LiveServer(create_app(ServeSettings(model=artifacts(task, "checkpoint")))) as server:
+        assert set(asyncio.run(load(server.url, 100))) == {200}
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        statuses = asyncio.run(load(server.url, 300))
+        grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert statuses.count(200) == 300, {status: statuses.count(status) for status in set(statuses)}
+    assert grown_mib < 50, f"peak memory grew {grown_mib:.0f} MiB over 300 requests"
