@@ -13,7 +13,9 @@ from conftest import LOGGERS, PACKAGE, TASKS, answers, python, run, task_subsets
 SRC = f"src/{PACKAGE}"
 ALWAYS = {
     ".cookiecutter.json",
+    ".dockerignore",
     ".gitignore",
+    "Dockerfile",
     ".pre-commit-config.yaml",
     ".github/workflows/ci.yml",
     "LICENSE",
@@ -32,6 +34,7 @@ ALWAYS = {
     f"{SRC}/hardware.py",
     f"{SRC}/artifacts.py",
     f"{SRC}/export.py",
+    f"{SRC}/quantize.py",
     f"{SRC}/serve/__init__.py",
     f"{SRC}/serve/app.py",
     f"{SRC}/serve/batching.py",
@@ -47,6 +50,7 @@ ALWAYS = {
     "tests/test_scale.py",
     "tests/test_export.py",
     "tests/test_serve.py",
+    "tests/test_quantize.py",
     "tests/rank_probe.py",
 }
 # A shared file is there when any task that needs it is.

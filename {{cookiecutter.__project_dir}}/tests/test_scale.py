@@ -26,6 +26,7 @@ TASKS = [config.stem for config in CONFIGS]
 PROBE = "--trainer.callbacks+=rank_probe.RankProbe"
 # Two training batches per rank and a whole validation epoch (so that one process validates the same examples).
 SHORT_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--data.batch_size", "16"]
+BITSANDBYTES = '{"class_path": "lightning.pytorch.plugins.BitsandbytesPrecision", "init_args": {"mode": "int8"}}'
 no_gpu_here = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the messages of a machine without a GPU")
 
 
@@ -97,6 +98,7 @@ def test_compile_switch_trains_the_compiled_model(run_cli):
         (["--trainer.precision", "transformer-engine"], "needs NVIDIA Transformer Engine"),
         (["--trainer.strategy", "fsdp"], "--trainer.strategy fsdp shards the model across CUDA GPUs"),
         (["--trainer.num_nodes", "2"], "no multi-node launcher started this process"),
+        (["--trainer.plugins", BITSANDBYTES], "BitsandbytesPrecision quantizes weights with CUDA kernels"),
     ],
 )
 def test_absent_hardware_is_refused_in_one_line_that_says_what_was_found(run_cli, workdir, capsys, flags, message):

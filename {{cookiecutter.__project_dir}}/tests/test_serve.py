@@ -23,12 +23,14 @@ from fastapi.testclient import TestClient
 from PIL import Image
 {%- endif %}
 
-from {{ cookiecutter.__package }}.artifacts import load_checkpoint
+from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadata
 from {{ cookiecutter.__package }}.export import export
+from {{ cookiecutter.__package }}.quantize import load_int8
 from {{ cookiecutter.__package }}.serve.app import ServeSettings, create_app
 
 TASKS = [config.stem for config in CONFIGS]
-KINDS = ["checkpoint", "onnx"]
+KINDS = ["checkpoint", "onnx", "int8"]
+FILES = {"onnx": "model.onnx", "int8": "model_int8.pt"}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +44,8 @@ def artifacts(trained, tmp_path_factory):
             return checkpoint
         if task not in exported:
             exported[task] = tmp_path_factory.mktemp(f"{task}-export")
-            export(load_checkpoint(checkpoint), exported[task], formats=("onnx",))
-        return exported[task] / {"onnx": "model.onnx"}[kind]
+            export(load_checkpoint(checkpoint), exported[task], formats=("onnx",), quantize="int8")
+        return exported[task] / FILES[kind]
 
     return path
 
@@ -87,9 +89,12 @@ def test_served_prediction_equals_predict_step(artifacts, task, kind):
     trained = load_checkpoint(artifacts(task, "checkpoint"))
     body = trained.datamodule.example_request
     inputs = trained.datamodule.request_inputs(trained.datamodule.request_model(**body).items())
+    path = artifacts(task, kind)
+    # The int8 model is its own model: what it serves must equal its own predict_step.
+    model = load_int8(path, read_metadata(path)) if kind == "int8" else trained.model
     with torch.no_grad():
-        expected = trained.model.predict_step((*inputs, None), 0)
-    with client_for(artifacts(task, kind)) as client:
+        expected = model.predict_step((*inputs, None), 0)
+    with client_for(path) as client:
         response = client.post("/predict", json=body)
     assert response.status_code == 200, response.text
     served = response.json()["predictions"]

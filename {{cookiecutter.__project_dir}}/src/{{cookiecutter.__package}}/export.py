@@ -106,10 +106,11 @@ def export(trained: Trained, output: Path, formats: tuple[str, ...] = FORMATS, q
             write_onnx(exported, staging / "model.onnx", names, list(expected))
             check(metadata, "model.onnx", trained.model, checks, partial(run_onnx, staging / "model.onnx"))
         if quantize:
-            from .quantize import save_int8
+            from .quantize import SCHEME, compare_on_test, save_int8
 
             int8 = save_int8(trained, staging / "model_int8.pt")
             check(metadata, "model_int8.pt", trained.model, checks, lambda x: int8.predict(*x))
+            metadata["int8"] = {"scheme": SCHEME, **compare_on_test(trained, int8)}
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
         output.mkdir(exist_ok=True)
         for path in staging.iterdir():

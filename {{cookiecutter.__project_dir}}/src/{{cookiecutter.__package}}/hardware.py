@@ -83,6 +83,13 @@ def check_hardware(trainer: Namespace) -> list[str]:
             f"--trainer.precision {precision} keeps float16 weights, which CPUs compute slowly or not at all; "
             f"found {found_hardware()}. On the CPU use bf16-true or bf16-mixed"
         )
+    plugins = trainer.get("plugins") or []
+    plugins = plugins if isinstance(plugins, list) else [plugins]
+    if any("Bitsandbytes" in str(getattr(plugin, "class_path", plugin)) for plugin in plugins) and not on_gpu:
+        raise ConfigError(
+            f"--trainer.plugins BitsandbytesPrecision quantizes weights with CUDA kernels; found {found_hardware()}. "
+            "On the CPU, quantize for serving with `export --quantize int8` instead"
+        )
     if precision == "16-mixed" and not on_gpu:
         notes.append("--trainer.precision 16-mixed: float16 autocast needs a CUDA GPU; running bf16-mixed on the CPU")
     if trainer.get("num_nodes", 1) > 1 and not launched_by_a_cluster():

@@ -1,0 +1,68 @@
+"""Int8 from the fit command line (post-training, and quantization-aware training) and from `export`."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from conftest import CONFIGS
+
+from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadata
+from {{ cookiecutter.__package }}.callbacks import run_dir
+from {{ cookiecutter.__package }}.export import export
+from {{ cookiecutter.__package }}.quantize import Int8Embedding, load_int8
+from {{ cookiecutter.__package }}.serve.predictor import load_predictor
+
+TASKS = [config.stem for config in CONFIGS]
+PACKAGE = "{{ cookiecutter.__package }}"
+LIMITS = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
+
+
+def assert_int8_written(folder, printed: str) -> dict:
+    metadata = json.loads((folder / "metadata.json").read_text())
+    scores = metadata["int8"]
+    (name,) = {key.split("_", 1)[1] for key in scores if key.startswith("float32_")}
+    before, after = scores[f"float32_{name}"], scores[f"int8_{name}"]
+    assert f"{name} on the test split: float32 {before:.4f}, int8 {after:.4f}" in printed
+    predictor = load_predictor(folder / "model_int8.pt")
+    assert predictor.kind == "int8"
+    return scores
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_post_training_quantization_from_the_fit_command_line(run_cli, capsys, task):
+    cli = run_cli("fit", task, *LIMITS, f"--trainer.callbacks+={PACKAGE}.quantize.PostTrainingQuantization")
+    scores = assert_int8_written(run_dir(cli.trainer), capsys.readouterr().out)
+    if "float32_test_acc" in scores:  # int8 weights cost a classifier at most a point here
+        assert scores["int8_test_acc"] >= scores["float32_test_acc"] - 0.01
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_quantization_aware_training_trains_through_fake_quantized_layers_and_ends_int8(run_cli, capsys, task):
+    cli = run_cli("fit", task, *LIMITS, f"--trainer.callbacks+={PACKAGE}.quantize.QuantizationAwareTraining")
+    # Every linear layer with 2+ inputs trained fake-quantized (torchao cannot fake-quantize nn.Linear(1, 1)).
+    float_linear = [m for m in cli.model.modules() if type(m) is torch.nn.Linear and m.in_features > 1]
+    assert not float_linear, float_linear
+    assert_int8_written(run_dir(cli.trainer), capsys.readouterr().out)
+    # Checkpoints keep float weights under the usual names: a plain model reads them.
+    load_checkpoint(cli.trainer.checkpoint_callback.best_model_path)
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_int8_model_holds_int8_weights_and_loads_without_unpickling(trained, tmp_path, task):
+    float_model = load_checkpoint(trained(task))
+    export(float_model, tmp_path, formats=("onnx",), quantize="int8")
+    int8 = load_int8(tmp_path / "model_int8.pt", read_metadata(tmp_path / "model_int8.pt"))  # weights_only=True
+    linear = [m for m in int8.modules() if type(m) is torch.nn.Linear]
+    assert linear and all(type(m.weight).__name__ == "Int8Tensor" for m in linear)
+    embeddings = [m for m in int8.modules() if isinstance(m, Int8Embedding)]
+    assert all(m.weight_int8.dtype == torch.int8 for m in embeddings)
+    assert not any(isinstance(m, torch.nn.Embedding) for m in int8.modules())
+    # int8 keeps a quarter of the bytes of what it quantizes: the file shrinks by most of those bytes.
+    quantized = [m.weight for m in float_model.model.modules() if type(m) in (torch.nn.Linear, torch.nn.Embedding)]
+    quantized_bytes = sum(weight.numel() * 4 for weight in quantized)
+    if quantized_bytes > 50_000:  # the files' own overhead matters less
+        float_file = tmp_path / "float.pt"
+        torch.save(float_model.model.state_dict(), float_file)
+        assert (tmp_path / "model_int8.pt").stat().st_size < float_file.stat().st_size - 0.6 * quantized_bytes
