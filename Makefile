@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := build/demo
+DEMO_PORT ?= 8765
 
-.PHONY: demo test bench bench-training bench-sentiment bench-scale lint clean
+.PHONY: demo test bench bench-training bench-sentiment bench-scale bench-deploy lint clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +13,8 @@ $(VENV)/installed: requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
-# Bake the default project, install it, train and test the synthetic tasks (offline), say where the results are.
+# Bake the default project, install it, train and test the synthetic tasks (offline), say where the results are,
+# then export and quantize the XOR model, serve it, and print one prediction from the running server.
 demo: $(VENV)/installed
 	rm -rf $(DEMO)
 	$(BIN)/cookiecutter --no-input --output-dir $(DEMO) .
@@ -24,12 +26,17 @@ demo: $(VENV)/installed
 	@echo; echo "Demo project: $(DEMO)/roadmap-project. Its runs (checkpoints, config.yaml, TensorBoard metrics, PNG plots):"
 	@cd $(DEMO)/roadmap-project && find runs -type f \( -name '*.ckpt' -o -name '*.png' -o -name 'config.yaml' -o -name 'events.*' \) | sort | sed 's/^/  /'
 	@echo "Look at the curves: tensorboard --logdir $(DEMO)/roadmap-project/runs"
+	@echo; echo "Export XOR to ONNX and int8, serve the int8 model, ask it for a prediction:"
+	cd $(DEMO)/roadmap-project && $(CURDIR)/$(BIN)/roadmap-project export --config configs/xor.yaml --ckpt_path best --quantize int8
+	cd $(DEMO)/roadmap-project && $(CURDIR)/$(BIN)/python $(CURDIR)/benchmarks/ask_server.py \
+		--port $(DEMO_PORT) --body '{"x": [[0, 1], [1, 1]]}' -- \
+		$(CURDIR)/$(BIN)/roadmap-project serve --model runs/xor/version_0/export/model_int8.pt --port $(DEMO_PORT)
 
 # The template's own tests; pytest's exit code 5 (no test collected) counts as a failure.
 test: $(VENV)/installed
 	$(BIN)/pytest tests
 
-bench: bench-training bench-sentiment bench-scale
+bench: bench-training bench-sentiment bench-scale bench-deploy
 
 bench-training: $(VENV)/installed
 	$(BIN)/python benchmarks/training.py
@@ -39,6 +46,9 @@ bench-sentiment: $(VENV)/installed
 
 bench-scale: $(VENV)/installed
 	$(BIN)/python benchmarks/scale.py
+
+bench-deploy: $(VENV)/installed
+	$(BIN)/python benchmarks/deploy.py
 
 lint: $(VENV)/installed
 	$(BIN)/ruff check hooks tests benchmarks

@@ -1,0 +1,389 @@
+"""Deploy benchmark: int8 and ONNX Runtime against the float32 eager model per task, and the server against LitServe.
+
+1. Models. Each task of the default bake is trained through its CLI on real data (MNIST from
+   ../shared/data: 1 epoch; the sentiment tasks on ../shared/data/rotten_tomatoes: their default 5
+   epochs; XOR and linear regression: their defaults), then `export --quantize int8` writes ONNX, int8
+   and the test-split scores of the float and int8 models. A fresh 1-thread process then measures:
+   - int8_size_ratio: bytes of model_int8.pt / bytes of the float model's state_dict saved the same way;
+   - int8_latency_ratio and onnx_latency_ratio: median time of one prediction of one example (batch 1,
+     after the data module's preprocessing) through the int8 model, or ONNX Runtime, over the float32
+     eager model's; the three alternate for several rounds;
+   - int8_acc_drop: float32 minus int8 test accuracy in points (regression: int8_mse_ratio instead).
+2. Server. The MNIST CNN (else the first task) is served from its checkpoint by the project's `serve`
+   (uvicorn, micro-batching up to 32 examples, 2 ms wait) and by LitServe with the same preprocessing,
+   `predict` and response (max_batch_size 32, batch_timeout 2 ms), one after the other, each with one
+   torch thread. A closed-loop client (aiohttp) on the same machine sends a fixed number of one-example
+   requests at concurrency 1, 8 and 32: throughput, p50 and p99 latency,
+   errors, and the server's resident memory before and after. The in-process model (no HTTP, batch 1)
+   is the ceiling. The client shares the 2 cores with the server, so absolute numbers are low; the
+   ratios between servers measured the same way are the point.
+
+    python benchmarks/deploy.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/deploy.py --quick    # a few batches of training, fewer requests: a smoke check
+Results: benchmarks/results/deploy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import litserve as ls
+from ask_server import running_server
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS = REPO_ROOT / "benchmarks" / "results" / "deploy.json"
+SHARED = REPO_ROOT.parent / "shared" / "data"
+QUICK_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "3"]
+FIT = {
+    "mnist_cnn": ["--data.data_dir", str(SHARED), "--data.download", "false", "--trainer.max_epochs", "1"],
+    "sentiment_rnn": ["--data.dataset", str(SHARED / "rotten_tomatoes")],
+    "sentiment_transformer": ["--data.dataset", str(SHARED / "rotten_tomatoes")],
+}
+CONCURRENCY = (1, 8, 32)
+MAX_BATCH, MAX_WAIT_MS = 32, 2.0
+
+
+def environment(project: Path, threads: int = 1) -> dict[str, str]:
+    paths = [str(project / "src"), str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths), "OMP_NUM_THREADS": str(threads)}
+
+
+def cli(project: Path, *args: str) -> None:
+    command = [sys.executable, "-m", package_of(project), *args]
+    done = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(args[:3])} failed:\n{done.stderr[-4000:]}")
+
+
+def package_of(project: Path) -> str:
+    return next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+
+
+# --- 1. models: size, latency, accuracy ----------------------------------------------------------
+
+
+def latency_worker(export_dir: str, checkpoint: str, rounds: int, calls: int) -> dict:
+    """In a fresh process with 1 thread: sizes and median ms per batch-1 prediction of float, int8 and ONNX."""
+    import io
+
+    import torch
+    from roadmap_project.artifacts import load_checkpoint, read_metadata  # the default bake's package
+    from roadmap_project.quantize import load_int8
+    from roadmap_project.serve.predictor import onnx_predict
+
+    torch.set_num_threads(1)
+    folder = Path(export_dir)
+    trained = load_checkpoint(checkpoint)
+    int8 = load_int8(folder / "model_int8.pt", read_metadata(folder / "model_int8.pt"))
+    onnx = onnx_predict(folder / "model.onnx", threads=1)
+    datamodule = trained.datamodule
+    items = datamodule.request_model(**datamodule.example_request).items()[:1]
+    inputs = datamodule.request_inputs(items)
+    runs = {
+        "float32": lambda: trained.model.predict(*inputs),
+        "int8": lambda: int8.predict(*inputs),
+        "onnx": lambda: onnx(inputs),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    with torch.inference_mode():
+        for run in runs.values():
+            for _ in range(calls):
+                run()
+        for _ in range(rounds):
+            for name, run in runs.items():
+                start = time.perf_counter()
+                for _ in range(calls):
+                    run()
+                times[name].append((time.perf_counter() - start) / calls * 1000)
+    buffer = io.BytesIO()
+    torch.save({"state_dict": trained.model.state_dict()}, buffer)
+    return {
+        "latency_ms": {name: statistics.median(values) for name, values in times.items()},
+        "float32_bytes": buffer.tell(),
+        "int8_bytes": (folder / "model_int8.pt").stat().st_size,
+    }
+
+
+def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
+    extra = [*FIT.get(task, []), *(QUICK_FIT if quick else [])]
+    cli(project, "fit", "--config", f"configs/{task}.yaml", "--trainer.enable_progress_bar", "false", *extra)
+    checkpoint = max(project.glob(f"runs/{task}/*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+    export_dir = work / f"{task}-export"
+    cli(project, "export", "--ckpt_path", str(checkpoint), "--output", str(export_dir), "--quantize", "int8")
+    spec = [str(export_dir), str(checkpoint), 3 if quick else 7, 20 if quick else 200]
+    command = [sys.executable, str(Path(__file__).resolve()), "--latency-worker", json.dumps(spec)]
+    done = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{task} latency worker failed:\n{done.stderr[-4000:]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    scores = json.loads((export_dir / "metadata.json").read_text())["int8"]
+    latency = measured["latency_ms"]
+    result = {
+        "int8_size_ratio": measured["int8_bytes"] / measured["float32_bytes"],
+        "int8_latency_ratio": latency["int8"] / latency["float32"],
+        "onnx_latency_ratio": latency["onnx"] / latency["float32"],
+        "latency_ms_batch1": latency,
+        "bytes": {"float32": measured["float32_bytes"], "int8": measured["int8_bytes"]},
+        "test_scores": scores,
+        "checkpoint": str(checkpoint.relative_to(project)),
+    }
+    if "float32_test_acc" in scores:
+        result["int8_acc_drop"] = (scores["float32_test_acc"] - scores["int8_test_acc"]) * 100
+    else:
+        result["int8_mse_ratio"] = scores["int8_test_mse"] / scores["float32_test_mse"]
+    return result
+
+
+# --- 2. servers ----------------------------------------------------------------------------------
+
+
+class LitServeAPI(ls.LitAPI):
+    """The task served by LitServe as `serve` serves it: the same preprocessing, `predict` and response rows."""
+
+    def __init__(self, checkpoint: str) -> None:
+        super().__init__(max_batch_size=MAX_BATCH, batch_timeout=MAX_WAIT_MS / 1000)
+        self.checkpoint = checkpoint
+
+    def setup(self, device) -> None:  # in LitServe's worker process
+        import torch
+        from roadmap_project.artifacts import load_checkpoint
+
+        torch.set_num_threads(1)
+        self.trained = load_checkpoint(self.checkpoint)
+
+    def decode_request(self, request: dict):
+        datamodule = self.trained.datamodule
+        return datamodule.request_inputs(datamodule.request_model(**request).items())
+
+    def batch(self, inputs):
+        import torch
+
+        self.sizes = [len(one[0]) for one in inputs]
+        return tuple(torch.cat(parts) for parts in zip(*inputs, strict=True))
+
+    def predict(self, inputs):
+        import torch
+
+        with torch.inference_mode():
+            return self.trained.model.predict(*inputs)
+
+    def unbatch(self, outputs):
+        starts = [sum(self.sizes[:i]) for i in range(len(self.sizes))]
+        return [{k: v[s : s + n] for k, v in outputs.items()} for s, n in zip(starts, self.sizes, strict=True)]
+
+    def encode_response(self, outputs):
+        from roadmap_project.serve.app import rows
+
+        return {"predictions": rows(outputs, self.trained.metadata["labels"])}
+
+
+def litserve_main(checkpoint: str, port: int) -> None:
+    main_pid = os.getpid()
+
+    def stop(signum, frame):  # LitServe shuts its processes down on KeyboardInterrupt in the main process only
+        if os.getpid() == main_pid:
+            raise KeyboardInterrupt
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    server = ls.LitServer(LitServeAPI(checkpoint), accelerator="cpu", devices=1, workers_per_device=1)
+    server.run(host="127.0.0.1", port=port, num_api_servers=1, generate_client_file=False, log_level="warning")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def load(url: str, body: dict, concurrency: int, count: int) -> dict:
+    """`count` POSTs with `concurrency` in flight (aiohttp: a light client, so the server is what is measured)."""
+    import aiohttp
+
+    latencies, statuses, next_index = [], [], iter(range(count))
+    payload = json.dumps(body).encode()
+    headers = {"content-type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def worker() -> None:
+            for _ in next_index:
+                start = time.perf_counter()
+                try:
+                    async with session.post(url, data=payload, headers=headers) as response:
+                        await response.read()
+                        statuses.append(response.status)
+                except aiohttp.ClientError:
+                    statuses.append(0)
+                latencies.append((time.perf_counter() - start) * 1000)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        wall = time.perf_counter() - start
+    ordered = sorted(latencies)
+    return {
+        "throughput_rps": count / wall,
+        "p50_ms": ordered[len(ordered) // 2],
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "errors_5xx": sum(500 <= s < 600 for s in statuses),
+        "errors_other": sum(s != 200 and not 500 <= s < 600 for s in statuses),
+    }
+
+
+def serve_and_load(command: list[str], project: Path, port: int, body: dict, counts: dict[int, int]) -> dict:
+    """Start a server, run the load at each concurrency once it is healthy, stop it; the figures and its memory."""
+    popen = {"cwd": project, "env": environment(project), "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    with running_server(command, port, **popen) as server:
+        url = f"http://127.0.0.1:{port}/predict"
+        asyncio.run(load(url, body, 8, 100))  # warm-up
+        memory_before = rss_mib(server.pid)
+        results = {f"c{c}": asyncio.run(load(url, body, c, n)) for c, n in counts.items()}
+        results["rss_mib_main_process"] = {"before": memory_before, "after": rss_mib(server.pid)}
+    return results
+
+
+def in_process_rps(project: Path, checkpoint: Path, seconds: float = 5.0) -> float:
+    code = (
+        "import sys, time, torch; torch.set_num_threads(1)\n"
+        "from roadmap_project.artifacts import load_checkpoint\n"
+        f"t = load_checkpoint({str(checkpoint)!r}); d = t.datamodule\n"
+        "x = d.request_inputs(d.request_model(**d.example_request).items()[:1])\n"
+        "n, start = 0, time.perf_counter()\n"
+        "with torch.inference_mode():\n"
+        f"    while time.perf_counter() - start < {seconds}: t.model.predict(*x); n += 1\n"
+        "print(n / (time.perf_counter() - start))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=project, env=environment(project), capture_output=True, text=True
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def server_benchmark(project: Path, task: str, quick: bool) -> dict:
+    checkpoint = max(project.glob(f"runs/{task}/*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+    sys.path.insert(0, str(project / "src"))
+    from roadmap_project.artifacts import load_checkpoint
+
+    example = load_checkpoint(checkpoint).datamodule.example_request
+    ((field, values),) = example.items()
+    body = {field: values[0]}
+    counts = {c: (60 if quick else 400) * (1 if c == 1 else 2) for c in CONCURRENCY}
+    port = free_port()
+    ours = serve_and_load(
+        [
+            sys.executable,
+            "-m",
+            package_of(project),
+            "serve",
+            "--model",
+            str(checkpoint),
+            "--port",
+            str(port),
+            "--max_batch_size",
+            str(MAX_BATCH),
+            "--max_wait_ms",
+            str(MAX_WAIT_MS),
+            "--threads",
+            "1",
+        ],
+        project,
+        port,
+        body,
+        counts,
+    )
+    port = free_port()
+    lit = serve_and_load(
+        [sys.executable, str(Path(__file__).resolve()), "--litserve", str(checkpoint), str(port)],
+        project,
+        port,
+        body,
+        counts,
+    )
+    return {"task": task, "serve": ours, "litserve": lit, "in_process_rps_batch1": in_process_rps(project, checkpoint)}
+
+
+def main() -> None:
+    from training import bake, machine, write_results
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few batches of training, fewer requests")
+    parser.add_argument("--output", type=Path, default=None, help=f"JSON results (default: {RESULTS.name})")
+    args = parser.parse_args()
+    output = args.output or (None if args.quick else RESULTS)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
+        work = Path(tmp)
+        project = bake(work / "bake")
+        tasks = sorted(p.stem for p in (project / "configs").glob("*.yaml"))
+        results: dict = {}
+        for task in tasks:
+            results[task] = measure_task(project, task, args.quick, work)
+            r = results[task]
+            print(
+                f"{task}: int8 size x{r['int8_size_ratio']:.2f}, latency x{r['int8_latency_ratio']:.2f}, "
+                f"onnx latency x{r['onnx_latency_ratio']:.2f}, scores {r['test_scores']}",
+                flush=True,
+            )
+        server = server_benchmark(project, "mnist_cnn" if "mnist_cnn" in tasks else tasks[0], args.quick)
+
+    print(f"\n{'task':24} {'int8 size':>10} {'int8 latency':>13} {'int8 acc drop':>14} {'onnx latency':>13}")
+    for task in tasks:
+        r = results[task]
+        drop = f"{r['int8_acc_drop']:.2f} pt" if "int8_acc_drop" in r else f"mse x{r['int8_mse_ratio']:.3f}"
+        print(
+            f"{task:24} {r['int8_size_ratio']:>9.2f}x {r['int8_latency_ratio']:>12.2f}x {drop:>14} "
+            f"{r['onnx_latency_ratio']:>12.2f}x"
+        )
+    print(
+        f"\nserver ({server['task']}, one example per request; in-process model: "
+        f"{server['in_process_rps_batch1']:.0f} predictions/s)"
+    )
+    print(
+        f"{'':10} {'serve rps':>10} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>5} "
+        f"{'litserve rps':>13} {'p50 ms':>8} {'p99 ms':>8}"
+    )
+    for c in CONCURRENCY:
+        ours, lit = server["serve"][f"c{c}"], server["litserve"][f"c{c}"]
+        print(
+            f"c={c:<8} {ours['throughput_rps']:>10.0f} {ours['p50_ms']:>8.1f} {ours['p99_ms']:>8.1f} "
+            f"{ours['errors_5xx']:>5} {lit['throughput_rps']:>13.0f} {lit['p50_ms']:>8.1f} {lit['p99_ms']:>8.1f}"
+        )
+    results["server"] = {
+        "throughput_c32": server["serve"]["c32"]["throughput_rps"],
+        "litserve_throughput_c32": server["litserve"]["c32"]["throughput_rps"],
+        "p99_ms_c32": server["serve"]["c32"]["p99_ms"],
+        **server,
+    }
+    results["quick"] = args.quick
+    results["machine"] = machine(1, load_before)
+    if output:
+        write_results(output, results)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--latency-worker":
+        print(json.dumps(latency_worker(*json.loads(sys.argv[2]))))
+    elif len(sys.argv) == 4 and sys.argv[1] == "--litserve":
+        litserve_main(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()
