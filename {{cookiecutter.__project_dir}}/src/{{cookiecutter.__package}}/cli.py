@@ -221,6 +221,8 @@ def main() -> None:
     """
     subcommand = sys.argv[1] if len(sys.argv) > 1 else None
     if subcommand not in ("export", "serve"):
+        if subcommand in (None, "-h", "--help"):
+            print("Also: `export` (ONNX, torch.export, int8) and `serve` (HTTP); each has --help.\n")
         run()
         return
     try:

