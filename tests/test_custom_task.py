@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from conftest import TEMPLATE, python, run
 
@@ -25,7 +26,14 @@ def test_adding_a_task_as_the_readme_says_trains_and_passes_the_generic_tests(ba
         (project / path).write_text(body)
     lint = run(python("-m", "ruff", "check", "."), project)
     assert lint.returncode == 0, lint.stdout
-    tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow", "-k", "mnist_mlp"), project)
+    tests = run(python("-m", "pytest", "-v", "-p", "no:cacheprovider", "-m", "not slow", "-k", "mnist_mlp"), project)
     assert tests.returncode == 0, tests.stdout[-5000:]
-    # its own test, plus fast_dev_run, fit/test/predict, two bad values and bf16 from tests/test_cli.py
-    assert "6 passed" in tests.stdout.splitlines()[-1]
+    passed = Counter(line.split("::")[0] for line in tests.stdout.splitlines() if " PASSED" in line)
+    assert passed == {
+        "tests/test_mnist_mlp.py": 1,  # its own test
+        "tests/test_cli.py": 4,  # fast_dev_run, fit/test/predict, two bad values
+        "tests/test_scale.py": 2,  # bf16-mixed, bf16-true
+        "tests/test_export.py": 1,  # ONNX and .pt2 against eager
+        "tests/test_quantize.py": 3,  # post-training, quantization-aware, int8 weights
+        "tests/test_serve.py": 6,  # served = predict_step from checkpoint, ONNX, int8; health; batches; bad input
+    }, tests.stdout[-3000:]

@@ -100,7 +100,7 @@ def load_int8(path: Path, metadata: dict[str, Any]) -> LightningModule:
     return model.eval()
 
 
-def test_metric(model: LightningModule, datamodule) -> tuple[str, float]:
+def score_on_test(model: LightningModule, datamodule) -> tuple[str, float]:
     """Accuracy on the test split for a classifier, mean squared error for regression."""
     right = squared = count = 0.0
     with torch.inference_mode():
@@ -117,11 +117,11 @@ def compare_on_test(trained: Trained, int8: LightningModule) -> dict[str, float]
     """The float and the int8 model scored on the test split, printed side by side; {} if the data is not there."""
     try:
         trained.datamodule.setup("test")
-        name, before = test_metric(trained.model, trained.datamodule)
+        name, before = score_on_test(trained.model, trained.datamodule)
     except (ConfigError, OSError) as err:
         print(f"int8: not scored, the test split cannot be read here: {err}", flush=True)
         return {}
-    _, after = test_metric(int8, trained.datamodule)
+    _, after = score_on_test(int8, trained.datamodule)
     print(f"\n{name} on the test split: float32 {before:.4f}, int8 {after:.4f} ({SCHEME})", flush=True)
     return {f"float32_{name}": before, f"int8_{name}": after}
 
