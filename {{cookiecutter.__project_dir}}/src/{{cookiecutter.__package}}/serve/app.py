@@ -16,8 +16,8 @@ malformed JSON and wrong types or shapes (422), a batch over `max_batch_size` or
 `max_body_bytes` (413), a missing or wrong API key (401). The server keeps serving after each.
 """
 
-# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations, which name local
-# variables (the task's request model), at definition time.
+# No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations, which name a local
+# variable (the API-key header dependency), at definition time.
 import argparse
 import logging
 import secrets
