@@ -20,6 +20,7 @@ from conftest import CONFIGS, PROJECT_ROOT, cli_args, free_port
 from jsonargparse import Namespace
 from rank_probe import read_probes
 
+from {{ cookiecutter.__package }} import ConfigError
 from {{ cookiecutter.__package }}.hardware import check_hardware
 
 TASKS = [config.stem for config in CONFIGS]
@@ -122,6 +123,16 @@ def test_devices_without_a_gpu_says_they_are_cpu_processes():
     (note,) = check_hardware(Namespace(accelerator="auto", devices="4", precision="32-true", num_nodes=1))
     assert "no CUDA GPU" in note and "starts 4 processes on the CPU" in note
     assert check_hardware(Namespace(accelerator="cpu", devices=4, precision="32-true", num_nodes=1)) == []
+
+
+@no_gpu_here
+def test_apple_gpu_is_not_taken_for_a_cpu(monkeypatch):
+    """On a Mac, `auto` lands on the GPU (mps), which runs float16: no CPU refusal, no CPU note."""
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    for precision in ("16-true", "16-mixed"):
+        assert check_hardware(Namespace(accelerator="auto", devices="auto", precision=precision, num_nodes=1)) == []
+    with pytest.raises(ConfigError, match="16-true keeps float16 weights"):
+        check_hardware(Namespace(accelerator="cpu", devices="auto", precision="16-true", num_nodes=1))
 
 
 @pytest.mark.slow

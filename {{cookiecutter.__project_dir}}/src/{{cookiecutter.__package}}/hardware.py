@@ -59,6 +59,8 @@ def check_hardware(trainer: Namespace) -> list[str]:
     devices = requested_devices(trainer.get("devices", "auto"))
     gpus = torch.cuda.device_count()
     on_gpu = gpus > 0 and accelerator in ("auto", *GPU_ACCELERATORS)
+    # Apple's GPU (mps) runs float16; only a run that lands on the CPU gets the CPU's refusals and notes.
+    on_cpu = accelerator == "cpu" or (accelerator == "auto" and not gpus and not torch.backends.mps.is_available())
     notes = []
 
     if accelerator in GPU_ACCELERATORS and not gpus:
@@ -78,7 +80,7 @@ def check_hardware(trainer: Namespace) -> list[str]:
             f"--trainer.precision {precision} needs NVIDIA Transformer Engine (here: {installed}) and a GPU with "
             f"FP8 support (Hopper, Ada or newer); found {found_hardware()}. Use bf16-mixed instead"
         )
-    if precision in ("16", "16-true") and not on_gpu:
+    if precision in ("16", "16-true") and on_cpu:
         raise ConfigError(
             f"--trainer.precision {precision} keeps float16 weights, which CPUs compute slowly or not at all; "
             f"found {found_hardware()}. On the CPU use bf16-true or bf16-mixed"
@@ -90,13 +92,13 @@ def check_hardware(trainer: Namespace) -> list[str]:
             f"--trainer.plugins BitsandbytesPrecision quantizes weights with CUDA kernels; found {found_hardware()}. "
             "On the CPU, quantize for serving with `export --quantize int8` instead"
         )
-    if precision == "16-mixed" and not on_gpu:
+    if precision == "16-mixed" and on_cpu:
         notes.append("--trainer.precision 16-mixed: float16 autocast needs a CUDA GPU; running bf16-mixed on the CPU")
     if trainer.get("num_nodes", 1) > 1 and not launched_by_a_cluster():
         raise ConfigError(
             f"--trainer.num_nodes {trainer.num_nodes}: no multi-node launcher started this process, so it would wait "
             "for the other nodes forever. Start scripts/torchrun.sh on every node, or submit scripts/slurm.sh"
         )
-    if not on_gpu and accelerator == "auto" and devices is not None and devices > 1:
+    if on_cpu and accelerator == "auto" and devices is not None and devices > 1:
         notes.append(f"--trainer.devices {devices}: {found_hardware()}, so this starts {devices} processes on the CPU")
     return notes
