@@ -14,6 +14,9 @@ import threading
 import time
 
 import httpx
+{%- if cookiecutter.include_mnist_cnn == "yes" %}
+import numpy as np
+{%- endif %}
 import pytest
 import torch
 import uvicorn
@@ -216,6 +219,31 @@ def test_bad_requests_get_a_4xx_with_a_message_and_the_server_keeps_serving(arti
             assert response.json()["error"], what
         assert client.get("/health").status_code == 200
         assert client.post("/predict", json=body).status_code == 200
+
+
+{%- if cookiecutter.include_mnist_cnn == "yes" %}
+
+
+def test_image_files_uploaded_as_multipart_answer_like_their_pixels(artifacts):
+    pixels = example_body("mnist_cnn", artifacts)["pixels"]
+    files = []
+    for digit in pixels:
+        buffer = io.BytesIO()
+        Image.fromarray(np.array(digit, dtype=np.uint8)).save(buffer, format="PNG")
+        files.append(("files", (f"digit{len(files)}.png", buffer.getvalue(), "image/png")))
+    with client_for(artifacts("mnist_cnn", "checkpoint"), max_batch_size=2) as client:
+        uploaded = client.post("/predict/file", files=files)
+        as_pixels = client.post("/predict", json={"pixels": pixels})
+        not_an_image = client.post("/predict/file", files=[("files", ("notes.txt", b"hello", "text/plain"))])
+        no_file = client.post("/predict/file")
+        too_many = client.post("/predict/file", files=files * 2)
+    assert uploaded.status_code == 200, uploaded.text
+    for ours, theirs in zip(uploaded.json()["predictions"], as_pixels.json()["predictions"], strict=True):
+        assert ours["prediction"] == theirs["prediction"]
+        assert ours["probability"] == pytest.approx(theirs["probability"], abs=1e-6)
+    assert not_an_image.status_code == 422 and "not a base64-encoded PNG or JPEG" in not_an_image.text
+    assert no_file.status_code == 422 and too_many.status_code == 413
+{%- endif %}
 
 
 def test_request_body_over_the_limit_gets_413_whether_declared_or_streamed(artifacts):

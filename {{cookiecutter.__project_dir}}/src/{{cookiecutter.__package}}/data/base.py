@@ -27,6 +27,7 @@ class SplitDataModule(LightningDataModule):
     test_set: Dataset
     request_model: ClassVar[type[PredictRequest]]  # the body of POST /predict
     example_request: ClassVar[dict[str, Any]]  # a valid body with two inputs: for /health, the docs, export
+    file_field: ClassVar[str | None] = None  # the request field that takes files (base64): POST /predict/file fills it
 
     def __init__(self, batch_size: int, num_workers: int = 0) -> None:
         super().__init__()

@@ -73,6 +73,7 @@ class MNISTDataModule(SplitDataModule):
     input_shape = (1, 28, 28)
     labels = [str(digit) for digit in range(10)]
     request_model = DigitRequest
+    file_field = "image"  # `curl -F files=@digit.png .../predict/file`
     # Two made-up digits: a vertical bar (a 1) and a ring (a 0).
     example_request = {
         "pixels": [

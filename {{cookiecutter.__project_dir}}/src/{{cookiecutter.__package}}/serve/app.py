@@ -9,6 +9,7 @@ Settings come from the command line, else from SERVE_* environment variables, el
     GET  /health    a real prediction on the task's built-in example request: 200, or 503 if it fails
     GET  /metadata  task, labels, the request's JSON schema and an example, the model version
     POST /predict   one input or a batch in the task's own form; see /docs for each task's body
+    POST /predict/file  for tasks that read images: the files themselves, as a multipart upload
     GET  /docs      OpenAPI documentation, with the request schema of the loaded task
 
 Errors are JSON (`{"error": ..., "detail": ...}`) with a 4xx status for anything the client sent wrong:
@@ -19,6 +20,7 @@ malformed JSON and wrong types or shapes (422), a batch over `max_batch_size` or
 # No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations, which name a local
 # variable (the API-key header dependency), at definition time.
 import argparse
+import base64
 import logging
 import secrets
 from contextlib import asynccontextmanager
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
@@ -186,6 +188,19 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             raise RequestValidationError(err.errors()) from None
         predictions = await predict_items(body.items())
         return JSONResponse({"predictions": predictions, "model_version": predictor.version})
+
+    if datamodule.file_field:  # tasks that read files (images) also take them as a multipart upload
+
+        @app.post("/predict/file", response_model=PredictResponse, dependencies=[Depends(check_key)])
+        async def predict_files(files: list[UploadFile]) -> Response:
+            """One or more files (`curl -F files=@a.png -F files=@b.png`): as if sent base64-encoded in JSON."""
+            encoded = [base64.b64encode(await upload.read()).decode() for upload in files]
+            try:
+                body = request_model(**{datamodule.file_field: encoded})
+            except ValidationError as err:
+                raise RequestValidationError(err.errors()) from None
+            predictions = await predict_items(body.items())
+            return JSONResponse({"predictions": predictions, "model_version": predictor.version})
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
