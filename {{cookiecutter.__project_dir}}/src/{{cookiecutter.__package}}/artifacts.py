@@ -28,9 +28,13 @@ def import_class(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
+def init_arguments(saved: dict[str, Any]) -> dict[str, Any]:
+    """Saved hyperparameters without the bookkeeping keys LightningCLI adds (`_class_path`, `_instantiator`)."""
+    return {k: v for k, v in saved.items() if not k.startswith("_")}
+
+
 def instantiate(class_path: str, arguments: dict[str, Any]) -> Any:
-    """`class_path(**arguments)`, leaving out the bookkeeping keys LightningCLI adds (`_class_path`, ...)."""
-    return import_class(class_path)(**{k: v for k, v in arguments.items() if not k.startswith("_")})
+    return import_class(class_path)(**init_arguments(arguments))
 
 
 def file_digest(path: Path) -> str:
@@ -49,10 +53,6 @@ class Trained:
     def task(self) -> str:
         return self.metadata["task"]
 
-    @property
-    def labels(self) -> list[str] | None:
-        return self.metadata["labels"]
-
 
 def describe(checkpoint: dict[str, Any], datamodule: LightningDataModule, source: Path) -> dict[str, Any]:
     """The metadata of a trained model: what rebuilds its preprocessing, its labels, and a version name."""
@@ -62,9 +62,9 @@ def describe(checkpoint: dict[str, Any], datamodule: LightningDataModule, source
     return {
         "task": task,
         "model_class": model_args["_class_path"],
-        "model_args": {k: v for k, v in model_args.items() if not k.startswith("_")},
+        "model_args": init_arguments(model_args),
         "data_class": data_args["_class_path"],
-        "data_args": {k: v for k, v in data_args.items() if not k.startswith("_")},
+        "data_args": init_arguments(data_args),
         "data_state": datamodule.state_dict(),
         "labels": list(getattr(datamodule, "labels", None) or []) or None,
         "model_version": f"{task}-epoch{epoch}-step{step}-{file_digest(source)}",

@@ -75,8 +75,10 @@ def max_difference(expected: dict[str, torch.Tensor], actual: dict[str, torch.Te
 def export(trained: Trained, output: Path, formats: tuple[str, ...] = FORMATS, quantize: str | None = None) -> dict:
     """Write the requested files and metadata.json into `output`; return the metadata (with the checks)."""
     inputs = example_inputs(trained)
+    checks = (inputs, tuple(t[:1] for t in inputs))  # the example batch, and a batch of one
     with torch.no_grad():
-        expected = trained.model.predict(*inputs)
+        eager = [trained.model.predict(*batch) for batch in checks]  # what every written file must answer
+    expected = eager[0]
     program = Prediction(trained.model, list(expected)).eval()
     names = input_names(trained, len(inputs))
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
@@ -88,7 +90,6 @@ def export(trained: Trained, output: Path, formats: tuple[str, ...] = FORMATS, q
             for name, tensor in zip(names, inputs, strict=True)
         ],
         "outputs": list(expected),
-        "files": {},
         "max_abs_difference_vs_eager": {},
     }
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -97,19 +98,18 @@ def export(trained: Trained, output: Path, formats: tuple[str, ...] = FORMATS, q
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporters' progress and deprecation chatter
             exported = torch.export.export(program, inputs, dynamic_shapes=dynamic_shapes)
-        checks = (inputs, tuple(t[:1] for t in inputs))  # the example batch, and a batch of one
         if "pt2" in formats:
             torch.export.save(exported, staging / "model.pt2")
             loaded = torch.export.load(staging / "model.pt2").module()
-            check(metadata, "model.pt2", trained.model, checks, lambda x: dict(zip(expected, loaded(*x), strict=True)))
+            check(metadata, "model.pt2", checks, eager, lambda x: dict(zip(expected, loaded(*x), strict=True)))
         if "onnx" in formats:
             write_onnx(exported, staging / "model.onnx", names, list(expected))
-            check(metadata, "model.onnx", trained.model, checks, partial(run_onnx, staging / "model.onnx"))
+            check(metadata, "model.onnx", checks, eager, partial(run_onnx, staging / "model.onnx"))
         if quantize:
             from .quantize import SCHEME, compare_on_test, save_int8
 
             int8 = save_int8(trained, staging / "model_int8.pt")
-            check(metadata, "model_int8.pt", trained.model, checks, lambda x: int8.predict(*x))
+            check(metadata, "model_int8.pt", checks, eager, lambda x: int8.predict(*x))
             metadata["int8"] = {"scheme": SCHEME, **compare_on_test(trained, int8)}
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
         output.mkdir(exist_ok=True)
@@ -139,10 +139,11 @@ def run_onnx(path: Path, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Te
     return {name: torch.from_numpy(value) for name, value in zip(names, session.run(names, feeds), strict=True)}
 
 
-def check(metadata: dict, name: str, model: nn.Module, batches, run: Callable) -> None:
-    """Run the written file on each batch of inputs; record and print its largest difference from the eager model."""
+def check(metadata: dict, name: str, batches, eager: list[dict[str, torch.Tensor]], run: Callable) -> None:
+    """Run the written file on each batch of inputs; record and print its largest difference from the eager model's
+    outputs on them (`eager`, in the same order)."""
     with torch.no_grad():
-        differences = [max_difference(model.predict(*inputs), run(inputs)) for inputs in batches]
+        differences = [max_difference(expected, run(inputs)) for inputs, expected in zip(batches, eager, strict=True)]
     worst = {key: max(d[key] for d in differences) for key in differences[0]}
     if not all(math.isfinite(value) for value in worst.values()):
         raise RuntimeError(f"{name} gives outputs that are not finite where the eager model's are")

@@ -23,6 +23,7 @@ import argparse
 import base64
 import logging
 import secrets
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,7 +40,7 @@ from starlette.requests import ClientDisconnect
 from .. import ConfigError
 from .batching import MicroBatcher
 from .predictor import Predictor, load_predictor
-from .schemas import ErrorResponse, HealthResponse, MetadataResponse, PredictResponse
+from .schemas import ErrorResponse, HealthResponse, MetadataResponse, PredictRequest, PredictResponse
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     datamodule, labels = predictor.datamodule, predictor.metadata["labels"]
     request_model = datamodule.request_model
     example = request_model(**datamodule.example_request)
+    request_schema = request_model.model_json_schema()
     batcher = MicroBatcher(predictor.predict, settings.max_batch_size, settings.max_wait_ms)
 
     @asynccontextmanager
@@ -133,6 +135,14 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
     def check_key(key: Annotated[str | None, Depends(header)]) -> None:
         if settings.api_key and not (key and secrets.compare_digest(key, settings.api_key)):
             raise HTTPException(401, "missing or wrong API key: send it in the X-API-Key header")
+
+    async def answer(parse_body: Callable[[], PredictRequest]) -> JSONResponse:
+        """The predictions for the request body that `parse_body` reads and validates."""
+        try:
+            body = parse_body()
+        except ValidationError as err:
+            raise RequestValidationError(err.errors()) from None
+        return JSONResponse({"predictions": await predict_items(body.items()), "model_version": predictor.version})
 
     async def predict_items(items: list[Any]) -> list[dict[str, Any]]:
         if len(items) > settings.max_batch_size:
@@ -161,14 +171,14 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             artifact=predictor.kind,
             model_version=predictor.version,
             labels=labels,
-            input_schema=request_model.model_json_schema(),
+            input_schema=request_schema,
             example_request=datamodule.example_request,
             max_batch_size=settings.max_batch_size,
         )
 
     # The body is parsed and validated in one step by pydantic (5x faster than FastAPI's json.loads, then
     # validation), and the answer is sent as built; /docs still shows both schemas.
-    request_body = {"content": {"application/json": {"schema": request_model.model_json_schema()}}, "required": True}
+    request_body = {"content": {"application/json": {"schema": request_schema}}, "required": True}
     request_body["content"]["application/json"]["example"] = datamodule.example_request
 
     @app.post(
@@ -182,12 +192,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             raw = await request.body()
         except ClientDisconnect:  # the client left, or BodySizeLimit has already answered 413
             return Response(status_code=400)
-        try:
-            body = request_model.model_validate_json(raw)
-        except ValidationError as err:
-            raise RequestValidationError(err.errors()) from None
-        predictions = await predict_items(body.items())
-        return JSONResponse({"predictions": predictions, "model_version": predictor.version})
+        return await answer(lambda: request_model.model_validate_json(raw))
 
     if datamodule.file_field:  # tasks that read files (images) also take them as a multipart upload
 
@@ -195,12 +200,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
         async def predict_files(files: list[UploadFile]) -> Response:
             """One or more files (`curl -F files=@a.png -F files=@b.png`): as if sent base64-encoded in JSON."""
             encoded = [base64.b64encode(await upload.read()).decode() for upload in files]
-            try:
-                body = request_model(**{datamodule.file_field: encoded})
-            except ValidationError as err:
-                raise RequestValidationError(err.errors()) from None
-            predictions = await predict_items(body.items())
-            return JSONResponse({"predictions": predictions, "model_version": predictor.version})
+            return await answer(lambda: request_model(**{datamodule.file_field: encoded}))
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError) -> JSONResponse:
