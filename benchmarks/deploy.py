@@ -39,6 +39,7 @@ from pathlib import Path
 
 import litserve as ls
 from ask_server import running_server
+from training import bake, current_rss_mib, machine, package_of, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "deploy.json"
@@ -63,10 +64,6 @@ def cli(project: Path, *args: str) -> None:
     done = subprocess.run(command, cwd=project, env=environment(project), capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"{' '.join(args[:3])} failed:\n{done.stderr[-4000:]}")
-
-
-def package_of(project: Path) -> str:
-    return next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
 
 
 # --- 1. models: size, latency, accuracy ----------------------------------------------------------
@@ -209,13 +206,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def load(url: str, body: dict, concurrency: int, count: int) -> dict:
     """`count` POSTs with `concurrency` in flight (aiohttp: a light client, so the server is what is measured)."""
     import aiohttp
@@ -256,9 +246,9 @@ def serve_and_load(command: list[str], project: Path, port: int, body: dict, cou
     with running_server(command, port, **popen) as server:
         url = f"http://127.0.0.1:{port}/predict"
         asyncio.run(load(url, body, 8, 100))  # warm-up
-        memory_before = rss_mib(server.pid)
+        memory_before = current_rss_mib(server.pid)
         results = {f"c{c}": asyncio.run(load(url, body, c, n)) for c, n in counts.items()}
-        results["rss_mib_main_process"] = {"before": memory_before, "after": rss_mib(server.pid)}
+        results["rss_mib_main_process"] = {"before": memory_before, "after": current_rss_mib(server.pid)}
     return results
 
 
@@ -323,8 +313,6 @@ def server_benchmark(project: Path, task: str, quick: bool) -> dict:
 
 
 def main() -> None:
-    from training import bake, machine, write_results
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few batches of training, fewer requests")
     parser.add_argument("--output", type=Path, default=None, help=f"JSON results (default: {RESULTS.name})")

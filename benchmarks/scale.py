@@ -35,7 +35,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 from lightning.pytorch import Callback
-from training import bake, machine, write_results
+from training import bake, machine, package_of, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "scale.json"
@@ -77,7 +77,7 @@ def throughput(variant: str, sizes: dict, project: Path, data_dir: Path, work: P
     """Run one variant of the MNIST CNN through the CLI in fresh processes; its steps/s and samples/s."""
     processes, threads, extra = VARIANTS[variant]
     clock = work / f"{variant}-{time.monotonic_ns()}.json"
-    command = [sys.executable, "-m", project.name.replace("-", "_"), "fit", "--config", "configs/mnist_cnn.yaml"]
+    command = [sys.executable, "-m", package_of(project), "fit", "--config", "configs/mnist_cnn.yaml"]
     command += ["--data.data_dir", str(data_dir), "--data.download", "false", "--data.batch_size", str(BATCH_SIZE)]
     command += ["--trainer.max_steps", str(sizes["warmup"] + sizes["steps"]), "--trainer.max_epochs", "-1", *OFF]
     command += ["--trainer.accelerator", "cpu", "--trainer.devices", str(processes), *extra]

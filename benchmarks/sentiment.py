@@ -33,7 +33,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from training import bake, machine, write_results
+from training import bake, machine, package_of, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
@@ -133,7 +133,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
         project = bake(Path(tmp) / "bake")
-        package = next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+        package = package_of(project)
         for task in TASKS:
             runs[task] = []
             for seed in range(args.seeds):

@@ -105,8 +105,9 @@ def peak_rss_mib() -> float:
     return maxrss / 2**20 if sys.platform == "darwin" else maxrss / 2**10  # bytes on macOS, KiB on Linux
 
 
-def current_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def current_rss_mib(pid: int | str = "self") -> float:
+    """Resident memory of a process now (this one by default), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 2**10
     return float("nan")
@@ -255,6 +256,11 @@ def bake(into: Path) -> Path:
     return Path(cookiecutter(str(REPO_ROOT), no_input=True, output_dir=str(into)))
 
 
+def package_of(project: Path) -> str:
+    """The Python package of a baked project: the one package under src/."""
+    return next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+
+
 def write_idx(path: Path, array) -> None:
     """IDX file: magic (0, 0, type 0x08 = ubyte, ndim), big-endian int32 dims, then the bytes."""
     path.write_bytes(struct.pack(f">BBBB{array.ndim}i", 0, 0, 0x08, array.ndim, *array.shape) + array.tobytes())
@@ -395,7 +401,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:
         work = Path(tmp)
         project = bake(work / "bake")
-        package = next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+        package = package_of(project)
         spec = {
             "src": str(project / "src"),
             "package": package,
