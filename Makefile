@@ -30,7 +30,7 @@ demo: $(VENV)/installed
 	cd $(DEMO)/roadmap-project && $(CURDIR)/$(BIN)/roadmap-project export --config configs/xor.yaml --ckpt_path best --quantize int8
 	cd $(DEMO)/roadmap-project && $(CURDIR)/$(BIN)/python $(CURDIR)/benchmarks/ask_server.py \
 		--port $(DEMO_PORT) --body '{"x": [[0, 1], [1, 1]]}' -- \
-		$(CURDIR)/$(BIN)/roadmap-project serve --model runs/xor/version_0/export/model_int8.pt --port $(DEMO_PORT)
+		$(CURDIR)/$(BIN)/roadmap-project serve --model runs/xor/version_0/export/model_int8.onnx --port $(DEMO_PORT)
 
 # The template's own tests; pytest's exit code 5 (no test collected) counts as a failure.
 test: $(VENV)/installed

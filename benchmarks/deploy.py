@@ -2,13 +2,17 @@
 
 1. Models. Each task of the default bake is trained through its CLI on real data (MNIST from
    ../shared/data: 1 epoch; the sentiment tasks on ../shared/data/rotten_tomatoes: their default 5
-   epochs; XOR and linear regression: their defaults), then `export --quantize int8` writes ONNX, int8
-   and the test-split scores of the float and int8 models. A fresh 1-thread process then measures:
-   - int8_size_ratio: bytes of model_int8.pt / bytes of the float model's state_dict saved the same way;
-   - int8_latency_ratio and onnx_latency_ratio: median time of one prediction of one example (batch 1,
-     after the data module's preprocessing) through the int8 model, or ONNX Runtime, over the float32
-     eager model's; the three alternate for several rounds;
-   - int8_acc_drop: float32 minus int8 test accuracy in points (regression: int8_mse_ratio instead).
+   epochs; XOR and linear regression: their defaults), then `export --quantize int8` writes model.onnx,
+   the two int8 files and the test-split scores of the float and int8 models. "int8" is model_int8.onnx
+   (onnxruntime.quantization, run by ONNX Runtime: the int8 file to serve on a CPU); "int8_torchao" is
+   model_int8.pt (torchao int8 weights, run by torch). A fresh 1-thread process then measures:
+   - int8_size_ratio: bytes of model_int8.onnx / bytes of model.onnx (the same format, float32);
+     int8_torchao_size_ratio: bytes of model_int8.pt / the float state_dict saved the same way;
+   - int8_latency_ratio, onnx_latency_ratio, int8_torchao_latency_ratio: median time of one prediction
+     of one example (batch 1, after the data module's preprocessing) over the float32 eager model's;
+     int8_vs_onnx_latency_ratio: int8 ONNX over float32 ONNX. The models alternate for several rounds;
+   - int8_acc_drop (int8_torchao_acc_drop): float32 minus int8 test accuracy in points (regression:
+     int8_mse_ratio instead).
 2. Server. The MNIST CNN (else the first task) is served from its checkpoint by the project's `serve`
    (uvicorn, micro-batching up to 32 examples, 2 ms wait) and by LitServe with the same preprocessing,
    `predict` and response (max_batch_size 32, batch_timeout 2 ms), one after the other, each with one
@@ -70,44 +74,42 @@ def cli(project: Path, *args: str) -> None:
 
 
 def latency_worker(export_dir: str, checkpoint: str, rounds: int, calls: int) -> dict:
-    """In a fresh process with 1 thread: sizes and median ms per batch-1 prediction of float, int8 and ONNX."""
+    """In a fresh process with 1 thread: median ms per batch-1 prediction of each model, and the files' sizes."""
     import io
 
     import torch
     from roadmap_project.artifacts import load_checkpoint, read_metadata  # the default bake's package
     from roadmap_project.quantize import load_int8
-    from roadmap_project.serve.predictor import onnx_predict
+    from roadmap_project.serve.predictor import onnx_predict, torch_predict
 
     torch.set_num_threads(1)
     folder = Path(export_dir)
     trained = load_checkpoint(checkpoint)
-    int8 = load_int8(folder / "model_int8.pt", read_metadata(folder / "model_int8.pt"))
-    onnx = onnx_predict(folder / "model.onnx", threads=1)
     datamodule = trained.datamodule
     items = datamodule.request_model(**datamodule.example_request).items()[:1]
     inputs = datamodule.request_inputs(items)
     runs = {
-        "float32": lambda: trained.model.predict(*inputs),
-        "int8": lambda: int8.predict(*inputs),
-        "onnx": lambda: onnx(inputs),
+        "float32": torch_predict(trained.model),
+        "onnx": onnx_predict(folder / "model.onnx", threads=1),
+        "int8_onnx": onnx_predict(folder / "model_int8.onnx", threads=1),
+        "int8_torchao": torch_predict(load_int8(folder / "model_int8.pt", read_metadata(folder / "model_int8.pt"))),
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
-    with torch.inference_mode():
-        for run in runs.values():
+    for run in runs.values():
+        for _ in range(calls):
+            run(inputs)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
             for _ in range(calls):
-                run()
-        for _ in range(rounds):
-            for name, run in runs.items():
-                start = time.perf_counter()
-                for _ in range(calls):
-                    run()
-                times[name].append((time.perf_counter() - start) / calls * 1000)
+                run(inputs)
+            times[name].append((time.perf_counter() - start) / calls * 1000)
     buffer = io.BytesIO()
     torch.save({"state_dict": trained.model.state_dict()}, buffer)
+    files = ("model.onnx", "model_int8.onnx", "model_int8.pt")
     return {
         "latency_ms": {name: statistics.median(values) for name, values in times.items()},
-        "float32_bytes": buffer.tell(),
-        "int8_bytes": (folder / "model_int8.pt").stat().st_size,
+        "bytes": {"float32_state_dict": buffer.tell(), **{name: (folder / name).stat().st_size for name in files}},
     }
 
 
@@ -124,21 +126,34 @@ def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
         sys.exit(f"{task} latency worker failed:\n{done.stderr[-4000:]}")
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     scores = json.loads((export_dir / "metadata.json").read_text())["int8"]
-    latency = measured["latency_ms"]
+    latency, size = measured["latency_ms"], measured["bytes"]
     result = {
-        "int8_size_ratio": measured["int8_bytes"] / measured["float32_bytes"],
-        "int8_latency_ratio": latency["int8"] / latency["float32"],
+        # int8 = model_int8.onnx in ONNX Runtime, the int8 file to serve on a CPU; int8_torchao = model_int8.pt
+        "int8_size_ratio": size["model_int8.onnx"] / size["model.onnx"],
+        "int8_latency_ratio": latency["int8_onnx"] / latency["float32"],
         "onnx_latency_ratio": latency["onnx"] / latency["float32"],
+        "int8_vs_onnx_latency_ratio": latency["int8_onnx"] / latency["onnx"],
+        "int8_torchao_size_ratio": size["model_int8.pt"] / size["float32_state_dict"],
+        "int8_torchao_latency_ratio": latency["int8_torchao"] / latency["float32"],
         "latency_ms_batch1": latency,
-        "bytes": {"float32": measured["float32_bytes"], "int8": measured["int8_bytes"]},
-        "test_scores": scores,
+        "bytes": size,
+        "test_scores": {key: value for key, value in scores.items() if key != "scheme"},
         "checkpoint": str(checkpoint.relative_to(project)),
     }
-    if "float32_test_acc" in scores:
-        result["int8_acc_drop"] = (scores["float32_test_acc"] - scores["int8_test_acc"]) * 100
-    else:
-        result["int8_mse_ratio"] = scores["int8_test_mse"] / scores["float32_test_mse"]
+    metric = "test_acc" if "float32_test_acc" in scores else "test_mse"
+    for name, model in (("", "int8_onnx"), ("_torchao", "int8")):
+        if metric == "test_acc":
+            result[f"int8{name}_acc_drop"] = (scores["float32_test_acc"] - scores[f"{model}_test_acc"]) * 100
+        else:
+            result[f"int8{name}_mse_ratio"] = scores[f"{model}_test_mse"] / scores["float32_test_mse"]
     return result
+
+
+def score_drop(result: dict, name: str) -> str:
+    """`name`'s accuracy drop in points, or its MSE ratio for regression, as a table cell."""
+    if f"{name}_acc_drop" in result:
+        return f"{result[f'{name}_acc_drop']:.2f} pt"
+    return f"mse x{result[f'{name}_mse_ratio']:.3f}"
 
 
 # --- 2. servers ----------------------------------------------------------------------------------
@@ -328,19 +343,20 @@ def main() -> None:
             results[task] = measure_task(project, task, args.quick, work)
             r = results[task]
             print(
-                f"{task}: int8 size x{r['int8_size_ratio']:.2f}, latency x{r['int8_latency_ratio']:.2f}, "
-                f"onnx latency x{r['onnx_latency_ratio']:.2f}, scores {r['test_scores']}",
+                f"{task}: {json.dumps({k: v for k, v in r.items() if k.endswith('ratio')})} {r['test_scores']}",
                 flush=True,
             )
         server = server_benchmark(project, "mnist_cnn" if "mnist_cnn" in tasks else tasks[0], args.quick)
 
-    print(f"\n{'task':24} {'int8 size':>10} {'int8 latency':>13} {'int8 acc drop':>14} {'onnx latency':>13}")
+    print("\nint8: model_int8.onnx in ONNX Runtime (torchao's model_int8.pt in brackets); ratios to the float32 model")
+    print(f"{'task':24} {'int8 size':>16} {'int8 latency':>16} {'int8 acc drop':>22} {'onnx latency':>13}")
     for task in tasks:
         r = results[task]
-        drop = f"{r['int8_acc_drop']:.2f} pt" if "int8_acc_drop" in r else f"mse x{r['int8_mse_ratio']:.3f}"
+
         print(
-            f"{task:24} {r['int8_size_ratio']:>9.2f}x {r['int8_latency_ratio']:>12.2f}x {drop:>14} "
-            f"{r['onnx_latency_ratio']:>12.2f}x"
+            f"{task:24} {r['int8_size_ratio']:>6.2f}x ({r['int8_torchao_size_ratio']:.2f}x) "
+            f"{r['int8_latency_ratio']:>6.2f}x ({r['int8_torchao_latency_ratio']:.2f}x) "
+            f"{score_drop(r, 'int8'):>11} ({score_drop(r, 'int8_torchao')}) {r['onnx_latency_ratio']:>12.2f}x"
         )
     print(
         f"\nserver ({server['task']}, one example per request; in-process model: "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import onnx
 import pytest
 import torch
 from conftest import CONFIGS
@@ -66,3 +67,27 @@ def test_int8_model_holds_int8_weights_and_loads_without_unpickling(trained, tmp
         float_file = tmp_path / "float.pt"
         torch.save(float_model.model.state_dict(), float_file)
         assert (tmp_path / "model_int8.pt").stat().st_size < float_file.stat().st_size - 0.6 * quantized_bytes
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_int8_onnx_runs_int8_kernels_and_scores_like_the_float_model(trained, tmp_path, task):
+    export(load_checkpoint(trained(task)), tmp_path, formats=("onnx",), quantize="int8")
+    float_graph, int8_graph = (onnx.load(tmp_path / name).graph for name in ("model.onnx", "model_int8.onnx"))
+    float_ops, int8_ops = ({node.op_type for node in graph.node} for graph in (float_graph, int8_graph))
+    if "Conv" in float_ops:  # static: quantize/dequantize pairs around int8 convolutions, ranges from calibration
+        assert {"QuantizeLinear", "DequantizeLinear"} <= int8_ops
+    else:  # dynamic: activations quantized on each call, int8 matrix products (or an int8 LSTM)
+        assert int8_ops & {"DynamicQuantizeLinear", "DynamicQuantizeLSTM", "MatMulInteger"}, int8_ops
+
+    def weight_bytes(graph, types) -> int:
+        return sum(onnx.numpy_helper.to_array(init).nbytes for init in graph.initializer if init.data_type in types)
+
+    float_bytes = weight_bytes(float_graph, {onnx.TensorProto.FLOAT})
+    int8_bytes = weight_bytes(int8_graph, {onnx.TensorProto.INT8, onnx.TensorProto.UINT8})
+    left_float = weight_bytes(int8_graph, {onnx.TensorProto.FLOAT})
+    if float_bytes > 50_000:  # every large weight is int8: a quarter of its float bytes, scales aside
+        assert int8_bytes > 0.2 * float_bytes and left_float < 0.1 * float_bytes, (int8_bytes, left_float, float_bytes)
+    scores = json.loads((tmp_path / "metadata.json").read_text())["int8"]
+    assert scores["scheme"]["model_int8.onnx"].startswith("ONNX Runtime int8")
+    if "float32_test_acc" in scores:
+        assert scores["int8_onnx_test_acc"] >= scores["float32_test_acc"] - 0.02

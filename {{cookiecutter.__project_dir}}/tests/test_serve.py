@@ -30,10 +30,11 @@ from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadat
 from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.quantize import load_int8
 from {{ cookiecutter.__package }}.serve.app import ServeSettings, create_app
+from {{ cookiecutter.__package }}.serve.predictor import onnx_predict
 
 TASKS = [config.stem for config in CONFIGS]
-KINDS = ["checkpoint", "onnx", "int8"]
-FILES = {"onnx": "model.onnx", "int8": "model_int8.pt"}
+KINDS = ["checkpoint", "onnx", "int8", "int8_onnx"]
+FILES = {"onnx": "model.onnx", "int8": "model_int8.pt", "int8_onnx": "model_int8.onnx"}
 
 
 @pytest.fixture(scope="module")
@@ -93,10 +94,13 @@ def test_served_prediction_equals_predict_step(artifacts, task, kind):
     body = trained.datamodule.example_request
     inputs = trained.datamodule.request_inputs(trained.datamodule.request_model(**body).items())
     path = artifacts(task, kind)
-    # The int8 model is its own model: what it serves must equal its own predict_step.
-    model = load_int8(path, read_metadata(path)) if kind == "int8" else trained.model
-    with torch.no_grad():
-        expected = model.predict_step((*inputs, None), 0)
+    # An int8 model is its own model: what it serves must equal its own predictions.
+    if kind == "int8_onnx":
+        expected = onnx_predict(path, threads=1)(inputs)  # the server's threads: the same sums in the same order
+    else:
+        model = load_int8(path, read_metadata(path)) if kind == "int8" else trained.model
+        with torch.no_grad():
+            expected = model.predict_step((*inputs, None), 0)
     with client_for(path) as client:
         response = client.post("/predict", json=body)
     assert response.status_code == 200, response.text

@@ -20,7 +20,7 @@ from lightning.pytorch import LightningDataModule, LightningModule
 
 from . import ConfigError
 
-METADATA = "metadata.json"  # written by `export` beside model.onnx, model.pt2 and model_int8.pt
+METADATA = "metadata.json"  # written by `export` beside model.onnx, model.pt2 and the int8 files
 
 
 def import_class(class_path: str) -> type:

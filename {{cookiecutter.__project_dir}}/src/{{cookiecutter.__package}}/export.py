@@ -10,7 +10,8 @@ axis; texts are padded to `max_length` tokens. Into --output (default: the run f
 
     model.onnx      ONNX (the torch.onnx dynamo exporter); run it with onnxruntime
     model.pt2       a torch.export program (torch.export.load)
-    model_int8.pt   with --quantize int8: int8 weights for CPU serving (see quantize.py)
+    model_int8.pt   with --quantize int8: int8 weights for torch on the CPU (torchao; see quantize.py)
+    model_int8.onnx with --quantize int8: int8 kernels for ONNX Runtime, the fastest on a CPU (see quantize.py)
     metadata.json   task, labels, inputs and outputs, and the preprocessing: the data module's class,
                     arguments and state (the tokenizer), so that a server needs nothing else
 
@@ -29,7 +30,6 @@ import sys
 import tempfile
 import warnings
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 
 import torch
@@ -38,6 +38,7 @@ from torch import nn
 
 from . import ConfigError
 from .artifacts import METADATA, Trained, load_checkpoint
+from .serve.predictor import Predict, onnx_predict, torch_predict
 
 FORMATS = ("onnx", "pt2")
 MAX_BATCH = 4096  # the exported batch axis allows 1 .. MAX_BATCH
@@ -103,14 +104,10 @@ def export(trained: Trained, output: Path, formats: tuple[str, ...] = FORMATS, q
             loaded = torch.export.load(staging / "model.pt2").module()
             check(metadata, "model.pt2", checks, eager, lambda x: dict(zip(expected, loaded(*x), strict=True)))
         if "onnx" in formats:
-            write_onnx(exported, staging / "model.onnx", names, list(expected))
-            check(metadata, "model.onnx", checks, eager, partial(run_onnx, staging / "model.onnx"))
+            write_onnx(exported, staging / "model.onnx", names, list(expected), trained.model)
+            check(metadata, "model.onnx", checks, eager, onnx_predict(staging / "model.onnx"))
         if quantize:
-            from .quantize import SCHEME, compare_on_test, save_int8
-
-            int8 = save_int8(trained, staging / "model_int8.pt")
-            check(metadata, "model_int8.pt", checks, eager, lambda x: int8.predict(*x))
-            metadata["int8"] = {"scheme": SCHEME, **compare_on_test(trained, int8)}
+            metadata["int8"] = write_int8_files(trained, staging, formats, checks, eager, metadata)
         (staging / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
         output.mkdir(exist_ok=True)
         for path in staging.iterdir():
@@ -118,25 +115,63 @@ def export(trained: Trained, output: Path, formats: tuple[str, ...] = FORMATS, q
     return metadata
 
 
-def write_onnx(exported: torch.export.ExportedProgram, path: Path, inputs: list[str], outputs: list[str]) -> None:
+def write_onnx(exported: torch.export.ExportedProgram, path: Path, inputs: list[str], outputs: list[str], task) -> None:
+    """The ONNX file of `exported`, its constants folded; a task with a `finish_onnx(model_proto)` method edits the
+    graph before it is written (the RNN hands its lengths to ONNX's LSTM)."""
+    import onnx
+    import onnxscript.optimizer
+
     with warnings.catch_warnings(), open(os.devnull, "w") as quiet:
         warnings.simplefilter("ignore")
         stdout, sys.stdout = sys.stdout, quiet  # the ONNX exporter prints its steps
         try:
-            torch.onnx.export(
-                exported, (), f=path, dynamo=True, input_names=inputs, output_names=outputs, external_data=False
-            )
+            program = torch.onnx.export(exported, (), dynamo=True, input_names=inputs, output_names=outputs)
         finally:
             sys.stdout = stdout
+    # Fold every constant, however large: the LSTM's weights, reordered for ONNX, become plain initializers
+    # that int8 quantization can reach (the exporter's own pass folds only small tensors).
+    model = onnxscript.optimizer.optimize(program.model_proto, input_size_limit=2**62, output_size_limit=2**62)
+    if hasattr(task, "finish_onnx"):
+        task.finish_onnx(model)
+    onnx.save(model, path)
 
 
-def run_onnx(path: Path, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-    import onnxruntime
+def write_int8_files(trained: Trained, staging: Path, formats, checks, eager, metadata: dict) -> dict:
+    """model_int8.pt (torchao, for torch) and, beside model.onnx, model_int8.onnx (for ONNX Runtime); each checked
+    against the eager model, and both scored on the test split beside the float model."""
+    from .quantize import ONNX_SCHEME, SCHEME, compare_on_test, quantize_onnx, save_int8
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    feeds = {arg.name: tensor.numpy() for arg, tensor in zip(session.get_inputs(), inputs, strict=True)}
-    names = [out.name for out in session.get_outputs()]
-    return {name: torch.from_numpy(value) for name, value in zip(names, session.run(names, feeds), strict=True)}
+    int8 = torch_predict(save_int8(trained, staging / "model_int8.pt"))
+    check(metadata, "model_int8.pt", checks, eager, int8)
+    scored, schemes = {"int8": int8}, {"model_int8.pt": SCHEME}
+    if "onnx" in formats:
+        try:
+            quantize_onnx(staging / "model.onnx", staging / "model_int8.onnx", trained)
+        except (ConfigError, OSError) as err:  # static quantization needs training batches to calibrate on
+            print(f"model_int8.onnx: not written, its calibration data cannot be read here: {err}", flush=True)
+        else:
+            int8_onnx = onnx_predict(staging / "model_int8.onnx")
+            check(metadata, "model_int8.onnx", checks, eager, int8_onnx)
+            scored["int8_onnx"] = padded_to(metadata["inputs"], int8_onnx)  # scored on test batches, padded per batch
+            schemes["model_int8.onnx"] = ONNX_SCHEME
+    return {"scheme": schemes, **compare_on_test(trained, scored)}
+
+
+def padded_to(inputs: list[dict], predict: Predict) -> Predict:
+    """`predict` fed with batches zero-padded up to the exported graph's fixed sizes (`inputs`, from the metadata).
+
+    Only texts have such an axis: token ids, fixed at the data module's max_length where an exported RNN needs
+    it, padded with [PAD], whose id is 0. Padding changes no prediction (the lengths travel beside the ids).
+    """
+
+    def predict_padded(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        padded = []
+        for tensor, spec in zip(batch, inputs, strict=True):
+            gaps = [size - have for size, have in zip(spec["shape"][1:], tensor.shape[1:], strict=True)]
+            padded.append(torch.nn.functional.pad(tensor, [side for gap in reversed(gaps) for side in (0, gap)]))
+        return predict(tuple(padded))
+
+    return predict_padded
 
 
 def check(metadata: dict, name: str, batches, eager: list[dict[str, torch.Tensor]], run: Callable) -> None:

@@ -2,7 +2,7 @@
 
     python -m {{ cookiecutter.__package }} serve --model runs/<task>/version_0/checkpoints/best.ckpt
     python -m {{ cookiecutter.__package }} serve --model runs/<task>/version_0/export/model.onnx --port 8080
-    SERVE_API_KEY=secret python -m {{ cookiecutter.__package }} serve --model .../export/model_int8.pt
+    SERVE_API_KEY=secret python -m {{ cookiecutter.__package }} serve --model .../export/model_int8.onnx
 
 Settings come from the command line, else from SERVE_* environment variables, else the defaults below.
 
@@ -48,7 +48,9 @@ log = logging.getLogger(__name__)
 class ServeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SERVE_")
 
-    model: Path = Field(description="a .ckpt from `fit`, or a model.onnx / model_int8.pt from `export`")
+    model: Path = Field(
+        description="a .ckpt from `fit`, or a model.onnx, model_int8.onnx or model_int8.pt from `export`"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     max_batch_size: int = Field(64, ge=1, description="examples per forward pass, and per request")

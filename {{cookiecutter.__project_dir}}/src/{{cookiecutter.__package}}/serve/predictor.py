@@ -43,7 +43,8 @@ def torch_predict(model: torch.nn.Module) -> Predict:
     return predict
 
 
-def onnx_predict(path: Path, threads: int) -> Predict:
+def onnx_predict(path: Path, threads: int = 0) -> Predict:
+    """ONNX Runtime on the CPU with `threads` threads per call (0: its default, one per core)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -65,7 +66,9 @@ def load_predictor(path: str | Path, threads: int = 1) -> Predictor:
     path = Path(path)
     kind = KINDS.get(path.suffix)
     if kind is None:
-        raise ConfigError(f"{path}: serve a .ckpt checkpoint, or a model.onnx or model_int8.pt written by `export`")
+        raise ConfigError(
+            f"{path}: serve a .ckpt checkpoint, or a model.onnx, model_int8.onnx or model_int8.pt written by `export`"
+        )
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     torch.set_num_threads(threads)

@@ -124,3 +124,23 @@ class SentimentRNNClassifier(ClassificationTask):
             vocab_size, num_classes, embed_dim, hidden_size, num_layers, cell, bidirectional, dropout
         )
         self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token review
+
+    def finish_onnx(self, model) -> None:
+        """Give every LSTM/GRU node of the exported ONNX graph the reviews' lengths (its `sequence_lens` input).
+
+        torch.export fixes an RNN's time axis, so the exported model reads reviews padded to max_length; told
+        the lengths, ONNX Runtime stops each review at its last word instead of stepping through the padding
+        (measured: 1.9x the eager model's time without, about a tenth of it on the padding alone with). Both
+        directions read each review from its first position (the backward one reversed within its length),
+        so the lengths are right for every node.
+        """
+        from onnx import TensorProto, helper
+
+        recurrent = [node for node in model.graph.node if node.op_type in ("LSTM", "GRU")]
+        if not recurrent:
+            return
+        lengths = model.graph.input[1].name  # forward(token_ids, lengths)
+        model.graph.node.insert(0, helper.make_node("Cast", [lengths], ["lengths_int32"], to=TensorProto.INT32))
+        for node in recurrent:
+            node.input.extend([""] * (5 - len(node.input)))  # X, W, R, B, sequence_lens
+            node.input[4] = "lengths_int32"
