@@ -34,6 +34,6 @@ def test_adding_a_task_as_the_readme_says_trains_and_passes_the_generic_tests(ba
         "tests/test_cli.py": 4,  # fast_dev_run, fit/test/predict, two bad values
         "tests/test_scale.py": 2,  # bf16-mixed, bf16-true
         "tests/test_export.py": 1,  # ONNX and .pt2 against eager
-        "tests/test_quantize.py": 3,  # post-training, quantization-aware, int8 weights
-        "tests/test_serve.py": 6,  # served = predict_step from checkpoint, ONNX, int8; health; batches; bad input
+        "tests/test_quantize.py": 4,  # post-training, quantization-aware, int8 weights, int8 ONNX
+        "tests/test_serve.py": 7,  # served = predict_step from checkpoint, ONNX, both int8; health; batches; bad input
     }, tests.stdout[-3000:]

@@ -5,32 +5,29 @@ exported file; it batches concurrent requests; it refuses bad input with a 4xx a
 from __future__ import annotations
 
 import asyncio
-{%- if cookiecutter.include_mnist_cnn == "yes" %}
 import base64
 import io
-{%- endif %}
 import resource
 import threading
 import time
 
 import httpx
-{%- if cookiecutter.include_mnist_cnn == "yes" %}
 import numpy as np
-{%- endif %}
 import pytest
 import torch
 import uvicorn
 from conftest import CONFIGS, free_port
 from fastapi.testclient import TestClient
-{%- if cookiecutter.include_mnist_cnn == "yes" %}
 from PIL import Image
-{%- endif %}
+from pydantic import Field
 
 from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadata
+from {{ cookiecutter.__package }}.data.base import SplitDataModule
 from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.quantize import load_int8
 from {{ cookiecutter.__package }}.serve.app import ServeSettings, create_app
-from {{ cookiecutter.__package }}.serve.predictor import onnx_predict
+from {{ cookiecutter.__package }}.serve.predictor import Predictor, onnx_predict, torch_predict
+from {{ cookiecutter.__package }}.serve.schemas import PredictRequest
 
 TASKS = [config.stem for config in CONFIGS]
 KINDS = ["checkpoint", "onnx", "int8", "int8_onnx"]
@@ -294,3 +291,59 @@ def test_bounded_load_gives_no_5xx_and_flat_memory(artifacts):
         grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert statuses.count(200) == 300, {status: statuses.count(status) for status in set(statuses)}
     assert grown_mib < 50, f"peak memory grew {grown_mib:.0f} MiB over 300 requests"
+
+
+class SeedRequest(PredictRequest):
+    seed: int = Field(ge=0, description="the same seed gives the same images")
+    count: int = Field(1, ge=1, le=16, description="how many images")
+
+    def items(self) -> list[tuple[int, int]]:
+        return [(self.seed, i) for i in range(self.count)]
+
+
+class LatentNoise(SplitDataModule):
+    """A generator's data module as a later task would write it: a seed and a count in, PNG images out."""
+
+    request_model = SeedRequest
+    example_request = {"seed": 0, "count": 2}
+
+    def request_inputs(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor]:
+        generators = (torch.Generator().manual_seed(seed * 1000 + i) for seed, i in items)
+        return (torch.stack([torch.randn(8, generator=g) for g in generators]),)
+
+    def response_rows(self, outputs, labels) -> list[dict]:
+        pngs = []
+        for image in outputs["image"]:
+            buffer = io.BytesIO()
+            Image.fromarray((image[0] * 255).round().byte().numpy()).save(buffer, format="PNG")
+            pngs.append({"image_png": base64.b64encode(buffer.getvalue()).decode()})
+        return pngs
+
+
+class TinyGenerator(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(8, 64)
+
+    def predict(self, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"image": torch.sigmoid(self.layer(noise)).view(-1, 1, 8, 8)}
+
+
+def test_a_generator_plugs_in_through_its_data_module_and_answers_png_images():
+    """A later task (a GAN: seed and count in, PNG out) needs nothing from the server but its data module."""
+    generator = TinyGenerator().eval()
+    metadata = {"task": "tiny_gan", "model_class": "tests.TinyGenerator", "labels": None, "model_version": "v1"}
+    predictor = Predictor(torch_predict(generator), LatentNoise(batch_size=1), metadata, "checkpoint")
+    with TestClient(create_app(ServeSettings(model="unused.ckpt"), predictor)) as client:
+        first = client.post("/predict", json={"seed": 7, "count": 3})
+        again = client.post("/predict", json={"seed": 7, "count": 3}).json()["predictions"]
+        other = client.post("/predict", json={"seed": 8}).json()["predictions"]
+        assert client.get("/health").status_code == 200
+        assert client.post("/predict", json={"seed": 7, "count": 17}).status_code == 422
+    assert first.status_code == 200, first.text
+    images = [Image.open(io.BytesIO(base64.b64decode(row["image_png"]))) for row in first.json()["predictions"]]
+    expected = generator.predict(LatentNoise(batch_size=1).request_inputs([(7, i) for i in range(3)])[0])["image"]
+    for image, pixels in zip(images, expected, strict=True):
+        assert image.format == "PNG" and image.size == (8, 8)
+        assert np.array_equal(np.array(image), (pixels[0] * 255).round().byte().numpy())
+    assert again == first.json()["predictions"] and other[0] != again[0]

@@ -5,7 +5,7 @@ over the test split, so its predictions can be compared with the targets.
 
 For serving and export, a subclass also says what a request looks like (`request_model`, a pydantic
 body, and `example_request`) and turns a request's inputs into the model's inputs (`request_inputs`)
-with the same preprocessing as training.
+with the same preprocessing as training; `response_rows` says how predictions are answered.
 """
 
 from __future__ import annotations
@@ -69,3 +69,14 @@ class SplitDataModule(LightningDataModule):
         Raises ValueError with a message for the client when an input cannot be read.
         """
         raise NotImplementedError(f"{type(self).__name__} does not say how to read a served request")
+
+    def response_rows(self, outputs: dict[str, torch.Tensor], labels: list[str] | None) -> list[dict[str, Any]]:
+        """A batch of predictions (the task's `predict` outputs, batch first) -> one JSON object per input: what
+        POST /predict answers. Here each output's value, and a class index's label name; a task that answers
+        with something else (a generator's images, as base64 PNG) overrides this."""
+        columns = {name: tensor.tolist() for name, tensor in outputs.items()}
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        if labels and "prediction" in columns:
+            for row in rows:
+                row["label"] = labels[row["prediction"]]
+        return rows

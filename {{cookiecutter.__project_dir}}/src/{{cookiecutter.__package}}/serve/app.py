@@ -28,7 +28,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
-import torch
 from fastapi import Depends, FastAPI, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -97,16 +96,6 @@ def too_large(limit: int) -> JSONResponse:
     return JSONResponse({"error": f"request body over the limit of {limit} bytes"}, status_code=413)
 
 
-def rows(outputs: dict[str, torch.Tensor], labels: list[str] | None) -> list[dict[str, Any]]:
-    """Batch-first outputs -> one dict per example; a classifier's class index also gets its label name."""
-    columns = {name: tensor.tolist() for name, tensor in outputs.items()}
-    result = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-    if labels and "prediction" in columns:
-        for row in result:
-            row["label"] = labels[row["prediction"]]
-    return result
-
-
 def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> FastAPI:
     """The app for one model: `predictor`, or the file `settings.model` loaded now."""
     predictor = predictor or load_predictor(settings.model, settings.threads)
@@ -153,7 +142,7 @@ def create_app(settings: ServeSettings, predictor: Predictor | None = None) -> F
             inputs = datamodule.request_inputs(items)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        return rows(await batcher.submit(inputs), labels)
+        return datamodule.response_rows(await batcher.submit(inputs), labels)
 
     @app.get("/health", response_model=HealthResponse)
     async def health() -> HealthResponse | JSONResponse:
