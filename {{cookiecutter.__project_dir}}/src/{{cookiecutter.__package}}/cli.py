@@ -122,11 +122,6 @@ class RoadmapCLI(LightningCLI):
         if self.config_init[self.subcommand].get("compile"):
             self.model = torch.compile(self.model)  # the Trainer unwraps it for checkpoints and hooks
 
-    def before_fit(self) -> None:
-        # A task whose settings depend on the Trainer's checks them here, before fit writes any file.
-        if hasattr(self.model, "check_trainer"):
-            self.model.check_trainer(self.trainer)
-
     def after_fit(self) -> None:
         self._report()
 

@@ -8,12 +8,9 @@ Attention itself ignores order, so a sinusoidal positional encoding is added to 
 say where it stands. The padding mask hides the padded positions of shorter reviews from attention,
 and the mean over the real positions becomes one vector per review for the linear classifier.
 
-Ten thousand short reviews are little data for attention learned from scratch. Two things help:
-- pretraining on the same reviews first (`pretrain_epochs`), the way BERT learns language: 15% of the
-  words are hidden as [UNK] and the model guesses each from the rest of its review. It reads no label,
-  only text, yet it learns which words go together before it learns what is positive;
-- hard regularisation: dropout on the word vectors, and word dropout, which hides random words as
-  [UNK] during training so that no single word can decide a review.
+Ten thousand short reviews are little data for attention learned from scratch, so the recipe
+regularises hard: dropout on the word vectors, and word dropout, which hides random words as [UNK]
+during training so that no single word can decide a review.
 
     python -m {{ cookiecutter.__package }} fit --config configs/sentiment_transformer.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/sentiment_transformer.yaml --ckpt_path best --text "Dull."
@@ -24,15 +21,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
-from torch.optim.lr_scheduler import OneCycleLR
 
 from .. import ConfigError, require_positive, require_probability
 from ..classification import ClassificationTask
 from ..data.text import PAD_ID, UNK_ID
-
-MASKED_SHARE = 0.15  # of the words, hidden in each review during pretraining (BERT's share)
 
 
 def sinusoidal_positions(max_length: int, dim: int) -> torch.Tensor:
@@ -81,40 +74,16 @@ class SentimentTransformer(nn.Module):
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(N, L) token ids and (N,) lengths -> (N, num_classes) logits."""
-        padding = self.padding(token_ids, lengths)
+        length = token_ids.shape[1]
+        padding = torch.arange(length, device=token_ids.device) >= lengths.unsqueeze(1)  # (N, L), True at padding
         if self.training and self.word_dropout:  # hide random words as [UNK]: no single word decides the review
-            token_ids = self.hide(token_ids, padding, self.word_dropout)[0]
-        x = self.encode(token_ids, padding)
+            hidden = (torch.rand(token_ids.shape, device=token_ids.device) < self.word_dropout) & ~padding
+            token_ids = token_ids.masked_fill(hidden, UNK_ID)
+        x = self.embedding_dropout(self.embedding(token_ids) * self.scale + self.positions[:length])
+        x = self.encoder(x, src_key_padding_mask=padding)  # (N, L, d_model)
         real = (~padding).unsqueeze(-1).to(x.dtype)
         pooled = (x * real).sum(dim=1) / real.sum(dim=1).clamp(min=1)  # mean over each review's own words
         return self.classifier(self.dropout(pooled))
-
-    def encode(self, token_ids: torch.Tensor, padding: torch.Tensor) -> torch.Tensor:
-        """(N, L) token ids -> (N, L, d_model): each word's vector after self-attention over its review."""
-        x = self.embedding_dropout(self.embedding(token_ids) * self.scale + self.positions[: token_ids.shape[1]])
-        return self.encoder(x, src_key_padding_mask=padding)
-
-    def masked_word_loss(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Pretraining: hide 15% of the words as [UNK] and guess each from the rest of its review (cross-entropy).
-
-        The guess compares the word's output vector with every word vector of the embedding table (the
-        weights are shared, as in BERT): no new parameters, nothing that classification does not keep.
-        """
-        padding = self.padding(token_ids, lengths)
-        hidden_ids, hidden = self.hide(token_ids, padding, MASKED_SHARE)
-        x = self.encode(hidden_ids, padding)[hidden]  # (words hidden, d_model)
-        return F.cross_entropy(x @ self.embedding.weight.T, token_ids[hidden])
-
-    @staticmethod
-    def padding(token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """(N, L), True at padding."""
-        return torch.arange(token_ids.shape[1], device=token_ids.device) >= lengths.unsqueeze(1)
-
-    @staticmethod
-    def hide(token_ids: torch.Tensor, padding: torch.Tensor, share: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Token ids with a random `share` of the real words replaced by [UNK], and where they were."""
-        hidden = (torch.rand(token_ids.shape, device=token_ids.device) < share) & ~padding
-        return token_ids.masked_fill(hidden, UNK_ID), hidden
 
 
 class SentimentTransformerClassifier(ClassificationTask):
@@ -132,17 +101,12 @@ class SentimentTransformerClassifier(ClassificationTask):
         word_dropout: float = 0.1,
         lr: float = 0.001,
         weight_decay: float = 0.01,
-        pretrain_epochs: int = 0,
     ) -> None:
-        """`pretrain_epochs`: the first epochs of fit teach the model the reviews' language (masked words),
-        the rest teach it sentiment; --trainer.max_epochs counts both."""
         super().__init__(num_classes)
         self.save_hyperparameters()
         require_positive(
             self, d_model=d_model, nhead=nhead, num_layers=num_layers, dim_feedforward=dim_feedforward, lr=lr
         )
-        if pretrain_epochs < 0:
-            raise ConfigError(f"pretrain_epochs must be 0 or more, got {pretrain_epochs}")
         require_probability(self, dropout=dropout, embedding_dropout=embedding_dropout, word_dropout=word_dropout)
         if d_model % nhead or d_model % 2:
             raise ConfigError(f"d_model ({d_model}) must be even and divisible by nhead ({nhead})")
@@ -159,36 +123,3 @@ class SentimentTransformerClassifier(ClassificationTask):
             word_dropout,
         )
         self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token review
-
-    @property
-    def pretraining(self) -> bool:
-        return self.current_epoch < self.hparams.pretrain_epochs
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        if not self.pretraining:
-            return super().training_step(batch, batch_idx)
-        token_ids, lengths, _ = batch  # the labels are not read: pretraining learns from the texts alone
-        loss = self.model.masked_word_loss(token_ids, lengths)
-        self.log("train_masked_word_loss", loss, on_step=True, on_epoch=False, prog_bar=True)
-        return loss
-
-    def check_trainer(self, trainer) -> None:
-        """Called by the CLI before fit: pretraining must leave epochs for sentiment."""
-        pretrain_epochs, epochs = self.hparams.pretrain_epochs, trainer.max_epochs
-        if pretrain_epochs and (epochs is None or not 0 <= pretrain_epochs < epochs):
-            raise ConfigError(
-                f"--trainer.max_epochs ({epochs}) must be more than --model.pretrain_epochs ({pretrain_epochs}): "
-                "the epochs after pretraining are the ones that learn sentiment"
-            )
-
-    def configure_optimizers(self):
-        """With pretraining: one AdamW, and a one-cycle schedule for each phase (pretraining, then classification)."""
-        if not self.hparams.pretrain_epochs:
-            return super().configure_optimizers()
-        epochs = self.trainer.max_epochs
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        total = self.trainer.estimated_stepping_batches
-        pretraining = round(total * self.hparams.pretrain_epochs / epochs)
-        phases = [OneCycleLR(optimizer, self.hparams.lr, steps) for steps in (pretraining, total - pretraining)]
-        schedule = torch.optim.lr_scheduler.SequentialLR(optimizer, phases, milestones=[pretraining])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
