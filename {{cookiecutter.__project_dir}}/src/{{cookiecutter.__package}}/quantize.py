@@ -39,13 +39,16 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from torch import nn
-from torchao.quantization import Int8WeightOnlyConfig, quantize_
-from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
 
 from . import ConfigError
 from .artifacts import METADATA, Trained, instantiate, load_checkpoint
 from .callbacks import run_dir
 from .serve.predictor import Predict, torch_predict
+
+# torchao registers an Enum with torch's pytree on import, which this torch logs as deprecated: chatter, not news.
+logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+from torchao.quantization import Int8WeightOnlyConfig, quantize_  # noqa: E402
+from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig  # noqa: E402
 
 SCHEME = "int8 weights (torchao Int8WeightOnlyConfig for nn.Linear, Int8Embedding for nn.Embedding)"
 
