@@ -194,9 +194,7 @@ class LitServeAPI(ls.LitAPI):
         return [{k: v[s : s + n] for k, v in outputs.items()} for s, n in zip(starts, self.sizes, strict=True)]
 
     def encode_response(self, outputs):
-        from roadmap_project.serve.app import rows
-
-        return {"predictions": rows(outputs, self.trained.metadata["labels"])}
+        return {"predictions": self.trained.datamodule.response_rows(outputs, self.trained.metadata["labels"])}
 
 
 def litserve_main(checkpoint: str, port: int) -> None:
@@ -256,15 +254,22 @@ async def load(url: str, body: dict, concurrency: int, count: int) -> dict:
 
 
 def serve_and_load(command: list[str], project: Path, port: int, body: dict, counts: dict[int, int]) -> dict:
-    """Start a server, run the load at each concurrency once it is healthy, stop it; the figures and its memory."""
-    popen = {"cwd": project, "env": environment(project), "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    with running_server(command, port, **popen) as server:
-        url = f"http://127.0.0.1:{port}/predict"
-        asyncio.run(load(url, body, 8, 100))  # warm-up
-        memory_before = current_rss_mib(server.pid)
-        results = {f"c{c}": asyncio.run(load(url, body, c, n)) for c, n in counts.items()}
-        results["rss_mib_main_process"] = {"before": memory_before, "after": current_rss_mib(server.pid)}
-    return results
+    """Start a server, run the load at each concurrency once it is healthy, stop it; the figures and its memory.
+    Exits if any request failed: a server's figures count only when it answered every request."""
+    with tempfile.TemporaryFile("w+") as log:
+        popen = {"cwd": project, "env": environment(project), "stdout": log, "stderr": subprocess.STDOUT}
+        with running_server(command, port, **popen) as server:
+            url = f"http://127.0.0.1:{port}/predict"
+            runs = {"warm-up": asyncio.run(load(url, body, 8, 100))}
+            memory_before = current_rss_mib(server.pid)
+            runs |= {f"c{c}": asyncio.run(load(url, body, c, n)) for c, n in counts.items()}
+            memory = {"before": memory_before, "after": current_rss_mib(server.pid)}
+        failed = {name: r["errors_5xx"] + r["errors_other"] for name, r in runs.items()}
+        if any(failed.values()):
+            log.seek(0)
+            sys.exit(f"{' '.join(command[:4])}: failed requests {failed}; its log ends:\n{log.read()[-3000:]}")
+    del runs["warm-up"]
+    return {**runs, "rss_mib_main_process": memory}
 
 
 def in_process_rps(project: Path, checkpoint: Path, seconds: float = 5.0) -> float:
