@@ -162,16 +162,20 @@ CALIBRATION_BATCHES = 16
 
 
 class TrainingBatches(CalibrationDataReader):
-    """The first CALIBRATION_BATCHES training batches as ONNX Runtime feeds, for static quantization."""
+    """CALIBRATION_BATCHES shuffled training batches as ONNX Runtime feeds, for static quantization; the same
+    batches on every export (the shuffle is seeded, and the global random state left as it was)."""
 
     def __init__(self, graph, trained: Trained) -> None:
-        self.names = [arg.name for arg in graph.input]
+        names = [arg.name for arg in graph.input]
         trained.datamodule.setup("fit")
-        self.batches = itertools.islice(trained.datamodule.train_dataloader(), CALIBRATION_BATCHES)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            batches = list(itertools.islice(trained.datamodule.train_dataloader(), CALIBRATION_BATCHES))
+        # (*inputs, target) -> the graph's inputs
+        self.feeds = iter([{name: t.numpy() for name, t in zip(names, batch[:-1], strict=True)} for batch in batches])
 
     def get_next(self) -> dict | None:
-        batch = next(self.batches, None)  # (*inputs, target)
-        return None if batch is None else {name: t.numpy() for name, t in zip(self.names, batch[:-1], strict=True)}
+        return next(self.feeds, None)
 
 
 def quantize_onnx(source: Path, target: Path, trained: Trained) -> None:
