@@ -26,6 +26,7 @@ from {{ cookiecutter.__package }}.data.base import SplitDataModule
 from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.quantize import load_int8
 from {{ cookiecutter.__package }}.serve.app import ServeSettings, create_app
+from {{ cookiecutter.__package }}.serve.app import main as serve_main
 from {{ cookiecutter.__package }}.serve.predictor import Predictor, onnx_predict, torch_predict
 from {{ cookiecutter.__package }}.serve.schemas import PredictRequest
 
@@ -347,3 +348,13 @@ def test_a_generator_plugs_in_through_its_data_module_and_answers_png_images():
         assert image.format == "PNG" and image.size == (8, 8)
         assert np.array_equal(np.array(image), (pixels[0] * 255).round().byte().numpy())
     assert again == first.json()["predictions"] and other[0] != again[0]
+
+
+def test_serve_command_line_overrides_environment_which_overrides_defaults(artifacts, monkeypatch):
+    started = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: started.update(app=app, **options))
+    monkeypatch.setenv("SERVE_MAX_BATCH_SIZE", "7")
+    monkeypatch.setenv("SERVE_PORT", "9000")
+    serve_main(["--model", str(artifacts(TASKS[0], "checkpoint")), "--port", "9001", "--access_log", "false"])
+    assert started["port"] == 9001 and started["access_log"] is False and started["host"] == "127.0.0.1"
+    assert started["app"].state.batcher.max_batch_size == 7

@@ -57,6 +57,7 @@ class ServeSettings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, ge=1, description="larger request bodies get 413")
     api_key: str | None = Field(None, description="if set, /predict and /metadata need it in the X-API-Key header")
     threads: int = Field(1, ge=1, description="CPU threads for the model")
+    access_log: bool = Field(True, description="log a line per request (false: errors and startup only)")
 
 
 class BodySizeLimit:
@@ -228,4 +229,4 @@ def main(argv: list[str]) -> None:
 
     app = create_app(settings)
     print(f"serving {app.state.predictor.version} on http://{settings.host}:{settings.port} (docs: /docs)", flush=True)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info", access_log=settings.access_log)
