@@ -326,6 +326,8 @@ def server_benchmark(project: Path, task: str, quick: bool) -> dict:
             str(MAX_WAIT_MS),
             "--threads",
             "1",
+            "--access_log",  # LitServe runs at log level warning: no line per request either
+            "false",
         ],
         project,
         port,
