@@ -14,7 +14,7 @@
    - int8_acc_drop (int8_torchao_acc_drop): float32 minus int8 test accuracy in points (regression:
      int8_mse_ratio instead).
 2. Server. The MNIST CNN (else the first task) is served from its checkpoint by the project's `serve`
-   (uvicorn, micro-batching up to 32 examples, 2 ms wait) and by LitServe with the same preprocessing,
+   (uvicorn, micro-batching up to 32 examples, 2 ms wait, no access log) and by LitServe with the same preprocessing,
    `predict` and response (max_batch_size 32, batch_timeout 2 ms), one after the other, each with one
    torch thread. A closed-loop client (aiohttp) on the same machine sends a fixed number of one-example
    requests at concurrency 1, 8 and 32: throughput, p50 and p99 latency,
