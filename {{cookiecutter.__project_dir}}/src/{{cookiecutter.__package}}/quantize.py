@@ -188,22 +188,22 @@ def quantize_onnx(source: Path, target: Path, trained: Trained) -> None:
     """
     import onnx
 
-    graph = onnx.load(str(source)).graph
+    model = onnx.load(str(source))  # read once: onnxruntime.quantization takes the loaded model too
     # onnxruntime logs a hint to run its model pre-processing first; measured on the CNN, it did not help.
     logging.disable(logging.WARNING)
     try:
-        if any(node.op_type == "Conv" for node in graph.node):
+        if any(node.op_type == "Conv" for node in model.graph.node):
             quantize_static(
-                source,
+                model,
                 target,
-                TrainingBatches(graph, trained),
+                TrainingBatches(model.graph, trained),
                 quant_format=QuantFormat.QDQ,
                 per_channel=True,
                 weight_type=QuantType.QInt8,
                 activation_type=QuantType.QUInt8,
             )
         else:
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(model, target, weight_type=QuantType.QInt8, per_channel=True)
     finally:
         logging.disable(logging.NOTSET)
 
