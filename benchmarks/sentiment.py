@@ -4,7 +4,10 @@ All three train on the real movie reviews in ../shared/data/rotten_tomatoes (tra
 test.csv: 10,201 / 1,275 / 1,276 rows, 57.8 % positive) and are scored once on its test split:
 
 - baseline: scikit-learn TfidfVectorizer (word 1- and 2-grams, sublinear tf) + LogisticRegression, its C
-  picked on the validation split from a small grid, then refitted on train; trained in this run.
+  picked on the validation split from powers of 2 between 1/4 and 4096 (validation accuracy peaks inside
+  that range; a grid that stopped at 16 picked its edge), trained in this run. The test accuracy of every C
+  is kept too (`test_acc_by_C`): over the flat top of the curve it moves by about a point, which is how
+  much of the baseline is the luck of picking C.
 - sentiment_rnn and sentiment_transformer: the generated project's default configs, unchanged, through
   its CLI (`fit`, then `test --ckpt_path best`), with `--data.dataset` pointed at the local folder. Each
   runs once per seed, in a fresh subprocess; reported are the mean and the lowest test accuracy, and the
@@ -38,7 +41,7 @@ from training import bake, machine, package_of, write_results
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
 TASKS = ("sentiment_rnn", "sentiment_transformer")
-C_GRID = (0.5, 1, 2, 4, 8, 16)
+C_GRID = tuple(2.0**k for k in range(-2, 13))
 QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "3"]
 
 
@@ -57,18 +60,18 @@ def tfidf_baseline(data_dir: Path) -> dict:
     )
     start = time.perf_counter()
     vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-    train_features, val_features = vectorizer.fit_transform(train_x), vectorizer.transform(val_x)
-    val_acc = {
-        c: LogisticRegression(C=c, max_iter=2000).fit(train_features, train_y).score(val_features, val_y)
-        for c in C_GRID
-    }
+    train_features = vectorizer.fit_transform(train_x)
+    val_features, test_features = vectorizer.transform(val_x), vectorizer.transform(test_x)
+    models = {c: LogisticRegression(C=c, max_iter=5000).fit(train_features, train_y) for c in C_GRID}
+    val_acc = {c: model.score(val_features, val_y) for c, model in models.items()}
+    test_acc = {c: model.score(test_features, test_y) for c, model in models.items()}
     best_c = max(C_GRID, key=lambda c: (val_acc[c], -c))  # ties: the stronger regularisation
-    model = LogisticRegression(C=best_c, max_iter=2000).fit(train_features, train_y)
     return {
-        "test_acc": model.score(vectorizer.transform(test_x), test_y),
-        "val_acc_by_C": val_acc,
+        "test_acc": test_acc[best_c],
         "C": best_c,
-        "seconds": time.perf_counter() - start,
+        "val_acc_by_C": val_acc,
+        "test_acc_by_C": test_acc,
+        "seconds": time.perf_counter() - start,  # the whole grid
         "majority_class_test_acc": max(sum(test_y), len(test_y) - sum(test_y)) / len(test_y),
     }
 
