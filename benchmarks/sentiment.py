@@ -16,7 +16,7 @@ test.csv: 10,201 / 1,275 / 1,276 rows, 57.8 % positive) and are scored once on i
 Every run bakes the template with cookiecutter's defaults first, so it measures the template as it is.
 Results go to benchmarks/results/sentiment.json.
 
-    python benchmarks/sentiment.py                 # 3 seeds per model: about 15-25 minutes on 2 CPU cores
+    python benchmarks/sentiment.py                 # 5 seeds per model: about 25-30 minutes on 2 CPU cores
     python benchmarks/sentiment.py --seeds 1       # one seed per model
     python benchmarks/sentiment.py --quick         # smoke check on a few batches, a minute or two
 """
@@ -115,7 +115,7 @@ def run_worker(spec: dict, project: Path, log: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few batches per model: a smoke check")
-    parser.add_argument("--seeds", type=int, default=3, help="runs per model, seeds 0..N-1 (default: 3)")
+    parser.add_argument("--seeds", type=int, default=5, help="runs per model, seeds 0..N-1 (default: 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
     parser.add_argument(
         "--data-dir",
