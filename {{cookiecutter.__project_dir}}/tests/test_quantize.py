@@ -23,6 +23,7 @@ LIMITS = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--
 def assert_int8_written(folder, printed: str) -> dict:
     metadata = json.loads((folder / "metadata.json").read_text())
     scores = metadata["int8"]
+    assert scores["scheme"]["model_int8.pt"].startswith("int8 weights (torchao")  # export writes the same shape
     (name,) = {key.split("_", 1)[1] for key in scores if key.startswith("float32_")}
     before, after = scores[f"float32_{name}"], scores[f"int8_{name}"]
     assert f"{name} on the test split: float32 {before:.4f}, int8 {after:.4f}" in printed

@@ -146,7 +146,7 @@ def write_int8(trained: Trained, folder: Path) -> dict[str, Any]:
     int8 = save_int8(trained, folder / "model_int8.pt")
     metadata = {
         **trained.metadata,
-        "int8": {"scheme": SCHEME, **compare_on_test(trained, {"int8": torch_predict(int8)})},
+        "int8": {"scheme": {"model_int8.pt": SCHEME}, **compare_on_test(trained, {"int8": torch_predict(int8)})},
     }
     (folder / METADATA).write_text(json.dumps(metadata, indent=2) + "\n")
     print(f"int8 model: {folder / 'model_int8.pt'} (serve it with `serve --model` that path)", flush=True)
