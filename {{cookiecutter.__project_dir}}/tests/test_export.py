@@ -22,10 +22,9 @@ def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
     main()
 
 
-def other_inputs(trained_model) -> tuple[torch.Tensor, ...]:
+def other_inputs(checkpoint) -> tuple[torch.Tensor, ...]:
     """Inputs of 3 examples that differ from the example request the export was checked on."""
-    datamodule = trained_model.datamodule
-    example = datamodule.request_inputs(datamodule.request_model(**datamodule.example_request).items())
+    example = checkpoint.codec.example_inputs()
     generator = torch.Generator().manual_seed(0)
     first = example[0]
     if first.is_floating_point():  # numbers, pixels: new values around the example's

@@ -9,11 +9,10 @@ import pytest
 import torch
 from conftest import CONFIGS
 
-from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadata
+from {{ cookiecutter.__package }}.artifacts import load, load_checkpoint, load_int8, read_metadata
 from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.export import export
-from {{ cookiecutter.__package }}.quantize import Int8Embedding, load_int8
-from {{ cookiecutter.__package }}.serve.predictor import load_predictor
+from {{ cookiecutter.__package }}.int8 import Int8Embedding
 
 TASKS = [config.stem for config in CONFIGS]
 PACKAGE = "{{ cookiecutter.__package }}"
@@ -27,8 +26,7 @@ def assert_int8_written(folder, printed: str) -> dict:
     (name,) = {key.split("_", 1)[1] for key in scores if key.startswith("float32_")}
     before, after = scores[f"float32_{name}"], scores[f"int8_{name}"]
     assert f"{name} on the test split: float32 {before:.4f}, int8 {after:.4f}" in printed
-    predictor = load_predictor(folder / "model_int8.pt")
-    assert predictor.kind == "int8"
+    assert load(folder / "model_int8.pt").kind == "int8"
     return scores
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import io
 import resource
 import threading
@@ -21,14 +22,12 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import Field
 
-from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadata
-from {{ cookiecutter.__package }}.data.base import SplitDataModule
+from {{ cookiecutter.__package }}.artifacts import Trained, load_checkpoint, load_int8, onnx_predict, read_metadata, torch_predict
+from {{ cookiecutter.__package }}.data.codec import Codec, Request
 from {{ cookiecutter.__package }}.export import export
-from {{ cookiecutter.__package }}.quantize import load_int8
-from {{ cookiecutter.__package }}.serve.app import ServeSettings, create_app
+from {{ cookiecutter.__package }}.serve.app import create_app
 from {{ cookiecutter.__package }}.serve.app import main as serve_main
-from {{ cookiecutter.__package }}.serve.predictor import Predictor, onnx_predict, torch_predict
-from {{ cookiecutter.__package }}.serve.schemas import PredictRequest
+from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 
 TASKS = [config.stem for config in CONFIGS]
 KINDS = ["checkpoint", "onnx", "int8", "int8_onnx"]
@@ -57,7 +56,7 @@ def client_for(path, **settings) -> TestClient:
 
 
 def example_body(task: str, artifacts) -> dict:
-    return load_checkpoint(artifacts(task, "checkpoint")).datamodule.example_request
+    return load_checkpoint(artifacts(task, "checkpoint")).codec.example_request
 
 
 class LiveServer:
@@ -89,8 +88,8 @@ class LiveServer:
 @pytest.mark.parametrize("task", TASKS)
 def test_served_prediction_equals_predict_step(artifacts, task, kind):
     trained = load_checkpoint(artifacts(task, "checkpoint"))
-    body = trained.datamodule.example_request
-    inputs = trained.datamodule.request_inputs(trained.datamodule.request_model(**body).items())
+    body = trained.codec.example_request
+    inputs = trained.codec.example_inputs()
     path = artifacts(task, kind)
     # An int8 model is its own model: what it serves must equal its own predictions.
     if kind == "int8_onnx":
@@ -122,7 +121,7 @@ def test_health_runs_a_real_prediction_and_metadata_describes_the_model(artifact
     example = health.json()["example"]
     assert len(example["predictions"]) == 2 and example["request"] == example_body(task, artifacts)
     info = metadata.json()
-    assert info["task"] == task and info["artifact"] == "onnx"
+    assert info["task"] == task and (info["artifact"], info["kind"]) == ("model.onnx", "onnx")
     assert info["model_version"] == health.json()["model_version"] and info["model_version"].startswith(task)
     assert info["input_schema"]["properties"] and info["example_request"] == example["request"]
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
@@ -158,7 +157,7 @@ def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(a
     assert all(r.status_code == 200 for r in responses)
     for i, response in enumerate(responses):
         assert response.json()["predictions"][0]["prediction"] == pytest.approx(alone[i % 2]["prediction"], abs=1e-5)
-    assert max(app.state.batcher.batch_sizes) > 1, "concurrent requests were never batched together"
+    assert max(app.state.service.batcher.batch_sizes) > 1, "concurrent requests were never batched together"
 
 
 def hostile_bodies(task: str, body: dict, max_batch: int) -> list[tuple[str, object, int]]:
@@ -294,7 +293,7 @@ def test_bounded_load_gives_no_5xx_and_flat_memory(artifacts):
     assert grown_mib < 50, f"peak memory grew {grown_mib:.0f} MiB over 300 requests"
 
 
-class SeedRequest(PredictRequest):
+class SeedRequest(Request):
     seed: int = Field(ge=0, description="the same seed gives the same images")
     count: int = Field(1, ge=1, le=16, description="how many images")
 
@@ -302,17 +301,18 @@ class SeedRequest(PredictRequest):
         return [(self.seed, i) for i in range(self.count)]
 
 
-class LatentNoise(SplitDataModule):
-    """A generator's data module as a later task would write it: a seed and a count in, PNG images out."""
+@dataclasses.dataclass(kw_only=True)
+class NoiseCodec(Codec):
+    """A generator's codec as a later task would write it: a seed and a count in, PNG images out."""
 
     request_model = SeedRequest
     example_request = {"seed": 0, "count": 2}
 
-    def request_inputs(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor]:
+    def encode(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
         generators = (torch.Generator().manual_seed(seed * 1000 + i) for seed, i in items)
         return (torch.stack([torch.randn(8, generator=g) for g in generators]),)
 
-    def response_rows(self, outputs, labels) -> list[dict]:
+    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict]:
         pngs = []
         for image in outputs["image"]:
             buffer = io.BytesIO()
@@ -330,12 +330,12 @@ class TinyGenerator(torch.nn.Module):
         return {"image": torch.sigmoid(self.layer(noise)).view(-1, 1, 8, 8)}
 
 
-def test_a_generator_plugs_in_through_its_data_module_and_answers_png_images():
-    """A later task (a GAN: seed and count in, PNG out) needs nothing from the server but its data module."""
+def test_a_generator_plugs_in_through_its_codec_and_answers_png_images(tmp_path):
+    """A later task (a GAN: seed and count in, PNG out) needs nothing from the server but its codec."""
     generator = TinyGenerator().eval()
-    metadata = {"task": "tiny_gan", "model_class": "tests.TinyGenerator", "labels": None, "model_version": "v1"}
-    predictor = Predictor(torch_predict(generator), LatentNoise(batch_size=1), metadata, "checkpoint")
-    with TestClient(create_app(ServeSettings(model="unused.ckpt"), predictor)) as client:
+    metadata = {"task": "tiny_gan", "model_class": "tests.TinyGenerator", "model_version": "v1"}
+    trained = Trained(torch_predict(generator), NoiseCodec(), metadata, tmp_path / "tiny.ckpt", "checkpoint")
+    with TestClient(create_app(ServeSettings(model=trained.path), trained)) as client:
         first = client.post("/predict", json={"seed": 7, "count": 3})
         again = client.post("/predict", json={"seed": 7, "count": 3}).json()["predictions"]
         other = client.post("/predict", json={"seed": 8}).json()["predictions"]
@@ -343,7 +343,7 @@ def test_a_generator_plugs_in_through_its_data_module_and_answers_png_images():
         assert client.post("/predict", json={"seed": 7, "count": 17}).status_code == 422
     assert first.status_code == 200, first.text
     images = [Image.open(io.BytesIO(base64.b64decode(row["image_png"]))) for row in first.json()["predictions"]]
-    expected = generator.predict(LatentNoise(batch_size=1).request_inputs([(7, i) for i in range(3)])[0])["image"]
+    expected = generator.predict(NoiseCodec().encode([(7, i) for i in range(3)])[0])["image"]
     for image, pixels in zip(images, expected, strict=True):
         assert image.format == "PNG" and image.size == (8, 8)
         assert np.array_equal(np.array(image), (pixels[0] * 255).round().byte().numpy())
@@ -357,4 +357,4 @@ def test_serve_command_line_overrides_environment_which_overrides_defaults(artif
     monkeypatch.setenv("SERVE_PORT", "9000")
     serve_main(["--model", str(artifacts(TASKS[0], "checkpoint")), "--port", "9001", "--access_log", "false"])
     assert started["port"] == 9001 and started["access_log"] is False and started["host"] == "127.0.0.1"
-    assert started["app"].state.batcher.max_batch_size == 7
+    assert started["app"].state.service.batcher.max_batch_size == 7

@@ -12,7 +12,7 @@ from conftest import CONFIGS, REVIEWS
 
 from {{ cookiecutter.__package }} import ConfigError
 from {{ cookiecutter.__package }}.callbacks import run_dir
-from {{ cookiecutter.__package }}.data.text import TextDataModule, encode
+from {{ cookiecutter.__package }}.data.text import TextDataModule
 
 TEXT_TASKS = [config.stem for config in CONFIGS if "TextDataModule" in config.read_text()]
 OTHER_TASKS = [config.stem for config in CONFIGS if config.stem not in TEXT_TASKS]
@@ -68,8 +68,7 @@ def test_batches_are_padded_to_their_longest_text_and_carry_lengths():
 
 
 def test_a_text_past_max_length_is_cut_and_unknown_words_become_unk():
-    tokenizer = fitted(max_length=12).tokenizer
-    ids, lengths = encode(tokenizer, ["wonderful " * 1000, "qwxz blorf"])
+    ids, lengths = fitted(max_length=12).codec.tokenize(["wonderful " * 1000, "qwxz blorf"])
     assert ids.shape == (2, 12) and lengths.tolist() == [12, 2]
     assert ids[1, :2].tolist() == [1, 1]  # [UNK]
 
@@ -109,7 +108,7 @@ def test_bad_data_exits_2_before_training(run_cli, workdir, capsys):
 
 @pytest.mark.parametrize("task", TEXT_TASKS)
 def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, workdir, capsys, task):
-    trained = run_cli("fit", task, "--trainer.max_epochs", "2").datamodule.tokenizer
+    trained = run_cli("fit", task, "--trainer.max_epochs", "2").datamodule.codec
     (best,) = workdir.glob("runs/**/best.ckpt")
     texts = ["A wonderful, moving film.", "Dull and pointless!", "qwxz blorf"]  # --text, then --text_file's lines
     (workdir / "texts.txt").write_text("\n".join(texts[1:]) + "\n\n")
@@ -117,12 +116,12 @@ def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, 
         cli = run_cli("predict", task, "--ckpt_path", str(best), "--text_file", "texts.txt", "--text", texts[0])
 
     # predict trained no tokenizer of its own (setup skips the data for raw text): this one is the checkpoint's.
-    assert [e.ids for e in cli.datamodule.tokenizer.encode_batch(texts)] == [e.ids for e in trained.encode_batch(texts)]
+    assert cli.datamodule.codec.tokenizer == trained.tokenizer
     with (run_dir(cli.trainer) / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert [row["text"] for row in rows] == texts
     model = cli.model.eval()
-    probabilities = model(*encode(cli.datamodule.tokenizer, texts)).softmax(dim=-1).max(dim=-1).values
+    probabilities = model(*cli.datamodule.codec.tokenize(texts)).softmax(dim=-1).max(dim=-1).values
     for row, probability in zip(rows, probabilities.tolist(), strict=True):
         assert row["label"] == ["negative", "positive"][int(row["prediction"])]
         assert float(row["probability"]) == pytest.approx(probability, abs=1e-5)

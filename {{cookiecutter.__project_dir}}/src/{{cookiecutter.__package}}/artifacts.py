@@ -1,9 +1,17 @@
-"""Reading what training wrote, for export and serving: a model and its preprocessing, from a checkpoint or
-from the metadata that `export` writes beside an ONNX or int8 file.
+"""Trained files, in one place: finding a run's checkpoint, loading any file that `fit` or `export` wrote,
+and describing it in `metadata.json`.
 
-A checkpoint of this project's CLI holds all of it: the model's and the data module's class paths and
-arguments (LightningCLI saves them as hyperparameters), the weights, and the data module's state (the text
-tokenizer). Files are read with `torch.load(weights_only=True)`: no pickled code runs.
+    checkpoints/*.ckpt  fit: the weights, the model's and data module's class paths and arguments (LightningCLI
+                        saves them as hyperparameters), and the codec (the data module's state)
+    model.onnx          export: the task's `predict` as an ONNX graph (ONNX Runtime)
+    model_int8.onnx     export --quantize int8: the same graph with int8 kernels
+    model_int8.pt       export --quantize int8, or the fit callbacks of quantize.py: int8 weights for torch
+    model.pt2           export: a torch.export program
+    metadata.json       beside the exported files: what rebuilds the model and its codec, and the checks
+
+`load(path)` turns any of them into a `Trained`: a predict function with the task's outputs, the codec that
+reads requests for it, and its metadata. Files are read with `torch.load(weights_only=True)`: no pickled
+code runs.
 """
 
 from __future__ import annotations
@@ -11,19 +19,55 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
-from lightning.pytorch import LightningDataModule, LightningModule
+import torch.nn.functional as F
+import yaml
 
 from . import ConfigError
+from .data.base import SplitDataModule
+from .data.codec import Codec
+from .int8 import quantize_int8
+from .task import Task
 
-METADATA = "metadata.json"  # written by `export` beside model.onnx, model.pt2 and the int8 files
+RUNS_DIR = "runs"
+METADATA = "metadata.json"
+SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "int8", ".pt2": "pt2"}
+
+Predict = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
 
 
-def import_class(class_path: str) -> type:
+def task_name(model_class_path: str) -> str:
+    """`pkg.tasks.mnist_cnn.MNISTClassifier` -> `mnist_cnn`: one task per file under tasks/."""
+    return model_class_path.rsplit(".", 2)[-2]
+
+
+def find_checkpoint(model_class_path: str, which: Literal["best", "last"], runs_dir: str = RUNS_DIR) -> Path:
+    """The newest `<which>.ckpt` under runs_dir written by a run of this model, for `--ckpt_path best|last`.
+
+    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained, so
+    this works whatever folder layout the logger chose.
+    """
+    found = [
+        ckpt
+        for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt")
+        if (config := ckpt.parent.parent / "config.yaml").exists()
+        and yaml.safe_load(config.read_text()).get("model", {}).get("class_path") == model_class_path
+    ]
+    if not found:
+        task = task_name(model_class_path)
+        raise ConfigError(
+            f"--ckpt_path {which}: no run of {task} under {runs_dir}/ has checkpoints/{which}.ckpt; "
+            f"train first with `fit --config configs/{task}.yaml`, or pass the path of a .ckpt file"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def import_class(class_path: str) -> Any:
     module, name = class_path.rsplit(".", 1)
     return getattr(importlib.import_module(module), name)
 
@@ -33,47 +77,68 @@ def init_arguments(saved: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in saved.items() if not k.startswith("_")}
 
 
-def instantiate(class_path: str, arguments: dict[str, Any]) -> Any:
-    return import_class(class_path)(**init_arguments(arguments))
-
-
 def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-@dataclass
-class Trained:
-    """A trained model with what it needs around it: its data module (preprocessing, labels) and a description."""
+def build_task(metadata: dict[str, Any]) -> Task:
+    return import_class(metadata["model_class"])(**metadata["model_args"])
 
-    model: LightningModule
-    datamodule: LightningDataModule
+
+@dataclass
+class Checkpoint:
+    """A checkpoint of `fit`, loaded: the model (eval mode, on the CPU), its codec, and its metadata."""
+
+    model: Task
+    codec: Codec
     metadata: dict[str, Any]
 
+    def datamodule(self) -> SplitDataModule:
+        """The data the model was trained on (for int8 calibration and scores), read through its own codec."""
+        datamodule = import_class(self.metadata["data_class"])(**self.metadata["data_args"])
+        datamodule.load_state_dict({"codec": self.metadata["codec"]})
+        return datamodule
+
+
+@dataclass
+class Trained:
+    """Any trained file, ready to serve: `predict` maps the codec's input tensors to the task's outputs."""
+
+    predict: Predict
+    codec: Codec
+    metadata: dict[str, Any]
+    path: Path
+    kind: str  # checkpoint, onnx, int8_onnx, int8 (torchao) or pt2
+
     @property
-    def task(self) -> str:
-        return self.metadata["task"]
+    def version(self) -> str:
+        return self.metadata["model_version"]
 
 
-def describe(checkpoint: dict[str, Any], datamodule: LightningDataModule, source: Path) -> dict[str, Any]:
-    """The metadata of a trained model: what rebuilds its preprocessing, its labels, and a version name."""
+def describe(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The metadata of a checkpoint: what rebuilds the model and its codec, the labels, and a version name."""
     model_args, data_args = checkpoint["hyper_parameters"], checkpoint["datamodule_hyper_parameters"]
-    task = model_args["_class_path"].rsplit(".", 2)[-2]
+    data_class = data_args["_class_path"]
+    codec = checkpoint.get(data_class.rsplit(".", 1)[-1], {}).get("codec")  # Lightning keys it by the class name
+    if codec is None:
+        raise ConfigError(f"{path} holds no codec (the data's preprocessing); it was written by an older version")
+    task = task_name(model_args["_class_path"])
     epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
     return {
         "task": task,
         "model_class": model_args["_class_path"],
         "model_args": init_arguments(model_args),
-        "data_class": data_args["_class_path"],
+        "data_class": data_class,
         "data_args": init_arguments(data_args),
-        "data_state": datamodule.state_dict(),
-        "labels": list(getattr(datamodule, "labels", None) or []) or None,
-        "model_version": f"{task}-epoch{epoch}-step{step}-{file_digest(source)}",
-        "checkpoint": str(source),
+        "codec": codec,
+        "labels": codec["init_args"].get("labels"),
+        "model_version": f"{task}-epoch{epoch}-step{step}-{file_digest(path)}",
+        "checkpoint": str(path),
     }
 
 
-def load_checkpoint(path: str | Path) -> Trained:
-    """The model (eval mode, on the CPU) and its data module from a checkpoint written by `fit`."""
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """The model (eval mode, on the CPU) and its codec from a checkpoint written by `fit`."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such checkpoint; give the path of a .ckpt file written by `fit`")
@@ -81,17 +146,92 @@ def load_checkpoint(path: str | Path) -> Trained:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # not a torch file, or one that needs unpickling code
         raise ConfigError(f"{path} is not a checkpoint that loads safely (weights_only=True): {err}") from None
-    model_args = checkpoint.get("hyper_parameters", {})
-    data_args = checkpoint.get("datamodule_hyper_parameters", {})
-    if "_class_path" not in model_args or "_class_path" not in data_args:
-        raise ConfigError(f"{path} was not written by this project's CLI: it names no model and data module class")
-    model = instantiate(model_args["_class_path"], model_args)
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if "_class_path" not in checkpoint.get(key, {}):
+            raise ConfigError(f"{path} was not written by this project's CLI: it names no model and data module class")
+    metadata = describe(checkpoint, path)
+    model = build_task(metadata)
     model.load_state_dict(checkpoint["state_dict"])
-    datamodule = instantiate(data_args["_class_path"], data_args)
-    data_state = checkpoint.get(type(datamodule).__qualname__, {})
-    if data_state:
-        datamodule.load_state_dict(data_state)
-    return Trained(model.eval(), datamodule, describe(checkpoint, datamodule, path))
+    return Checkpoint(model.eval(), Codec.from_dict(metadata["codec"]), metadata)
+
+
+def torch_predict(model: torch.nn.Module) -> Predict:
+    def predict(inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return model.predict(*inputs)
+
+    return predict
+
+
+def onnx_predict(path: Path, threads: int = 0) -> Predict:
+    """ONNX Runtime on the CPU with `threads` threads per call (0: its default, one per core).
+
+    An axis that the graph fixes (texts padded to `max_length` for an exported RNN) is zero-padded up to
+    its size: [PAD] is id 0, and padding changes no prediction, since the lengths travel beside the ids.
+    """
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    inputs = [(arg.name, arg.shape[1:]) for arg in session.get_inputs()]
+    output_names = [arg.name for arg in session.get_outputs()]
+
+    def padded(tensor: torch.Tensor, sizes: list) -> torch.Tensor:
+        gaps = [size - have if isinstance(size, int) else 0 for size, have in zip(sizes, tensor.shape[1:], strict=True)]
+        return F.pad(tensor, [side for gap in reversed(gaps) for side in (0, gap)]) if any(gaps) else tensor
+
+    def predict(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        feeds = {name: padded(tensor, sizes).numpy() for (name, sizes), tensor in zip(inputs, batch, strict=True)}
+        outputs = session.run(output_names, feeds)
+        return {name: torch.from_numpy(out) for name, out in zip(output_names, outputs, strict=True)}
+
+    return predict
+
+
+def program_predict(path: Path, output_names: list[str]) -> Predict:
+    """A torch.export program (`model.pt2`), whose outputs come as a tuple in the order of `output_names`."""
+    program = torch.export.load(path).module()
+
+    def predict(inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
+        with torch.inference_mode():
+            return dict(zip(output_names, program(*inputs), strict=True))
+
+    return predict
+
+
+def load_int8(path: Path, metadata: dict[str, Any]) -> Task:
+    """The int8 model saved as model_int8.pt: the task rebuilt from the metadata, quantized, then its weights loaded."""
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    model = quantize_int8(build_task(metadata))
+    model.load_state_dict(saved["state_dict"], assign=True)
+    return model.eval()
+
+
+def load(path: str | Path, threads: int = 1) -> Trained:
+    """Any file of `fit` or `export`, by its suffix, ready to predict with `threads` CPU threads."""
+    path = Path(path)
+    kind = SUFFIXES.get(path.suffix)
+    if kind is None:
+        raise ConfigError(
+            f"{path}: give a .ckpt checkpoint, or a model.onnx, model_int8.onnx, model_int8.pt or model.pt2 from "
+            "`export`"
+        )
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    torch.set_num_threads(threads)
+    if kind == "checkpoint":
+        checkpoint = load_checkpoint(path)
+        return Trained(torch_predict(checkpoint.model), checkpoint.codec, checkpoint.metadata, path, kind)
+    metadata = read_metadata(path)
+    metadata["model_version"] = f"{metadata['model_version']}-{path.stem}-{file_digest(path)}"
+    codec = Codec.from_dict(metadata["codec"])
+    if kind == "onnx":
+        kind = "int8_onnx" if path.name in metadata.get("int8", {}).get("scheme", {}) else "onnx"
+        return Trained(onnx_predict(path, threads), codec, metadata, path, kind)
+    if kind == "pt2":
+        return Trained(program_predict(path, metadata["outputs"]), codec, metadata, path, kind)
+    return Trained(torch_predict(load_int8(path, metadata)), codec, metadata, path, kind)
 
 
 def read_metadata(artifact: Path) -> dict[str, Any]:
@@ -101,9 +241,8 @@ def read_metadata(artifact: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def datamodule_from(metadata: dict[str, Any]) -> LightningDataModule:
-    """The data module an exported model was trained with, with its state (the tokenizer): its preprocessing."""
-    datamodule = instantiate(metadata["data_class"], metadata["data_args"])
-    if metadata["data_state"]:
-        datamodule.load_state_dict(metadata["data_state"])
-    return datamodule
+def write_metadata(folder: Path, metadata: dict[str, Any]) -> Path:
+    """`metadata.json` in `folder`: the one writer of that file, for export and the int8 callbacks alike."""
+    path = folder / METADATA
+    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    return path

@@ -1,7 +1,7 @@
 """Callbacks every task shares: where a run writes, its config, learning curves, confusion matrix, predictions.
 
-The CLI adds them to every run, so a task only logs its metrics (`train_loss`, `val_loss`, `val_acc`, ...)
-and, if it is a classifier, keeps a `test_confusion` metric; the pictures follow from that.
+The CLI adds them to every run, so a task only logs its metrics (`train_loss`, `val_loss`, `val_acc`, ...);
+a classifier's `test_confusion` metric becomes the confusion matrix, and the data's labels name the classes.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 
+from .classification import ClassificationTask
+from .data.base import SplitDataModule
 from .plots import plot_confusion_matrix, plot_learning_curves
 
 
@@ -25,6 +27,12 @@ def run_dir(trainer: Trainer) -> Path:
     logger = trainer.loggers[0]
     version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
     return Path(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
+
+
+def data_labels(trainer: Trainer) -> list[str] | None:
+    """The class names of the run's data, if it has any."""
+    datamodule = trainer.datamodule
+    return datamodule.labels if isinstance(datamodule, SplitDataModule) else None
 
 
 class SaveConfigToRunDir(SaveConfigCallback):
@@ -68,12 +76,11 @@ class ConfusionMatrixPlot(Callback):
     """After `test`, draws the classifier's `test_confusion` (a torchmetrics ConfusionMatrix) as a PNG."""
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        confusion = getattr(pl_module, "test_confusion", None)
-        if confusion is None or not confusion.update_called:
+        if not isinstance(pl_module, ClassificationTask) or not pl_module.test_confusion.update_called:
             return
-        matrix = confusion.compute().cpu()  # a collective under DDP: every rank takes part
+        matrix = pl_module.test_confusion.compute().cpu()  # a collective under DDP: every rank takes part
         if trainer.is_global_zero:
-            labels = getattr(trainer.datamodule, "labels", None) or [str(i) for i in range(len(matrix))]
+            labels = data_labels(trainer) or [str(i) for i in range(len(matrix))]
             plot_confusion_matrix(matrix, labels, run_dir(trainer) / "confusion_matrix.png")
 
 
@@ -97,12 +104,13 @@ class PredictionWriter(BasePredictionWriter):
                 header.append(f"{key}_{i}" if column.shape[1] > 1 else key)
                 values.append([round(v, 6) if isinstance(v, float) else v for v in column[:, i].tolist()])
         rows = [list(row) for row in zip(*values, strict=True)]
-        labels = getattr(trainer.datamodule, "labels", None)
+        labels = data_labels(trainer)
         if labels and "prediction" in columns:
             header.append("label")
             predicted = columns["prediction"].flatten().tolist()
             rows = [[*row, labels[index]] for row, index in zip(rows, predicted, strict=True)]
-        texts = getattr(trainer.datamodule, "predict_texts", None)
+        datamodule = trainer.datamodule
+        texts = datamodule.shown_inputs() if isinstance(datamodule, SplitDataModule) else None
         if texts and trainer.world_size == 1:  # under DDP each rank holds a share of the texts
             header.insert(0, "text")
             rows = [[text, *row] for text, row in zip(texts, rows, strict=False)]  # limit_predict_batches: fewer rows

@@ -7,20 +7,29 @@ does the rest for train, val and test. A batch is `(*inputs, target)`:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from . import ConfigError, require_positive
+from .task import Task
 
-class ClassificationTask(LightningModule):
+
+class ClassificationTask(Task):
     model: torch.nn.Module
     # What `best.ckpt` keeps: the epoch with the highest validation accuracy. The lowest val_loss can come
     # epochs earlier: once a classifier grows over-confident, its loss rises while its accuracy still improves.
     best_checkpoint = ("val_acc", "max")
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, lr: float, weight_decay: float = 0.0) -> None:
         super().__init__()
+        require_positive(self, lr=lr)
+        if weight_decay < 0:
+            raise ConfigError(f"{type(self).__name__}: weight_decay must be 0 or more, got {weight_decay!r}")
+        self.lr = lr
+        self.weight_decay = weight_decay
         # One metric object per stage: their states must never mix (torchmetrics syncs them across ranks).
         # average="micro": the fraction of examples classified right (torchmetrics' default is per-class macro).
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -38,12 +47,12 @@ class ClassificationTask(LightningModule):
         """(N, num_classes) class probabilities."""
         return logits.softmax(dim=-1)
 
-    def _common_step(self, batch, stage: str) -> torch.Tensor:
+    def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
         *inputs, target = batch
         logits = self(*inputs)
         loss = self.loss(logits, target)
         predicted = self.probabilities(logits).argmax(dim=-1)
-        accuracy = getattr(self, f"{stage}_acc")
+        accuracy = {"train": self.train_acc, "val": self.val_acc, "test": self.test_acc}[stage]
         accuracy.update(predicted, target)  # computed once per epoch when logged, not per batch
         on_step = stage == "train"
         self.log(f"{stage}_loss", loss, on_step=on_step, on_epoch=not on_step, prog_bar=True, sync_dist=not on_step)
@@ -52,29 +61,15 @@ class ClassificationTask(LightningModule):
             self.test_confusion.update(predicted, target)
         return loss
 
-    def configure_optimizers(self):
+    def configure_optimizers(self) -> Any:
         """AdamW with the task's `lr` and `weight_decay`, and a one-cycle schedule: warm up, then anneal to ~0."""
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.
-        total_steps = self.trainer.estimated_stepping_batches
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.hparams.lr, total_steps)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.lr, total_steps)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
 
     def predict(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """What a prediction is, for `predict`, export and serving alike: the class index and its probability."""
         confidence, predicted = self.probabilities(self(*inputs)).max(dim=-1)
         return {"prediction": predicted, "probability": confidence}
-
-    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
-        *inputs, target = batch if isinstance(batch, (list, tuple)) else (batch, None)  # target None: unlabelled
-        result = self.predict(*inputs)
-        return result if target is None else {**result, "target": target}

@@ -21,57 +21,33 @@ import sys
 import warnings
 from pathlib import Path
 
+from typing import Any
+
 import torch
-import yaml
 from jsonargparse import Namespace
-from lightning.pytorch import Callback, LightningDataModule, LightningModule
+from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import ConfigError
-from .artifacts import import_class
+from .artifacts import RUNS_DIR, find_checkpoint, task_name
+from .data.base import SplitDataModule
 from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
 from .hardware import check_hardware
+from .task import Task
 
 # Lightning 2.6 calls a torch.utils._pytree API that newer torch deprecates; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # check_hardware says it in one line (16-mixed runs as bf16-mixed on the CPU).
 warnings.filterwarnings("ignore", message=r"You passed `Trainer\(accelerator='cpu', precision='16-mixed'\)`")
 
-RUNS_DIR = "runs"
 # The experiment logger chosen when the project was generated; `--trainer.logger` overrides it.
 LOGGER_CLASS = "{{ cookiecutter.__logger_class }}"
 ARTIFACTS = {".ckpt", ".yaml", ".png", ".csv"}
 # Values a data module knows and a model needs; each link applies where the model takes the argument.
 LINKED_FROM_DATA = ("num_classes", "input_shape", "vocab_size", "max_length")
-
-
-def task_name(model_class_path: str) -> str:
-    """`pkg.tasks.mnist_cnn.MNISTClassifier` -> `mnist_cnn`: one task per file under tasks/."""
-    return model_class_path.rsplit(".", 2)[-2]
-
-
-def latest_checkpoint(model_class_path: str, which: str, runs_dir: str = RUNS_DIR) -> str:
-    """The newest `<which>.ckpt` under runs_dir written by a run of this model, for `--ckpt_path last|best`.
-
-    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained, so
-    this works whatever folder layout the logger chose.
-    """
-    found = [
-        ckpt
-        for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt")
-        if (config := ckpt.parent.parent / "config.yaml").exists()
-        and yaml.safe_load(config.read_text()).get("model", {}).get("class_path") == model_class_path
-    ]
-    if not found:
-        task = task_name(model_class_path)
-        raise ConfigError(
-            f"--ckpt_path {which}: no run of {task} under {runs_dir}/ has checkpoints/{which}.ckpt; "
-            f"train first with `fit --config configs/{task}.yaml`, or pass the path of a .ckpt file"
-        )
-    return str(max(found, key=lambda p: p.stat().st_mtime))
 
 
 class RoadmapCLI(LightningCLI):
@@ -93,9 +69,7 @@ class RoadmapCLI(LightningCLI):
             print_note(note)
         self._route_text_options(config)
         if config.get("ckpt_path") in ("last", "best"):
-            config.ckpt_path = latest_checkpoint(config.model.class_path, config.ckpt_path)
-        best = getattr(import_class(config.model.class_path), "best_checkpoint", ("val_loss", "min"))
-        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand, best)
+            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path))
         if self.subcommand != "fit":  # only fit checkpoints; the checkpoint's ModelCheckpoint state is not needed
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
 
@@ -111,6 +85,12 @@ class RoadmapCLI(LightningCLI):
             raise ConfigError(f"{option}: the task {task} does not read text; predict with its --data options")
         config.data.init_args.predict_texts = given.get("--text")
         config.data.init_args.predict_file = given.get("--text_file")
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        assert isinstance(self.model, Task)  # the parser accepts Task subclasses only
+        config = self.config[self.subcommand]
+        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand, self.model)
+        return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -151,7 +131,7 @@ def drop_unaccepted_hparams(model: LightningModule) -> None:
         del model.hparams[name]
 
 
-def default_callbacks(trainer: Namespace, subcommand: str, best: tuple[str, str]) -> list[Callback]:
+def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[Callback]:
     """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold.
 
     `--trainer.fast_dev_run` writes no files, as Lightning promises (its ModelCheckpoint would still save last.ckpt).
@@ -163,7 +143,7 @@ def default_callbacks(trainer: Namespace, subcommand: str, best: tuple[str, str]
         # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss (every task logs it).
         # Last is a second checkpoint without a monitor: since Lightning 2.6, `save_last=True` rewrites last.ckpt
         # only when the best one changes, so it would hold the best epoch, and `--ckpt_path last` would resume there.
-        monitor, mode = best
+        monitor, mode = task.best_checkpoint
         callbacks.append(ModelCheckpoint(monitor=monitor, mode=mode, filename="best"))
         callbacks.append(ModelCheckpoint(filename="last"))
     if trainer.enable_progress_bar is not False:
@@ -171,7 +151,7 @@ def default_callbacks(trainer: Namespace, subcommand: str, best: tuple[str, str]
     return callbacks
 
 
-def logger_args(task: str) -> dict:
+def logger_args(task: str) -> dict[str, Any]:
     """Where the chosen logger writes: runs/<task>/<version>/ holds logs, checkpoints and config.yaml.
 
     The path is absolute: wandb and MLflow cache their stores per process, keyed by path.
@@ -225,6 +205,7 @@ def main() -> None:
             print("Also: `export` (ONNX, torch.export, int8) and `serve` (HTTP); each has --help.\n")
         run()
         return
+    # Imported here, not at the top: they load ONNX and FastAPI, which training never needs.
     try:
         if subcommand == "export":
             from .export import main as export_main
@@ -243,8 +224,8 @@ def run(args: list[str] | None = None) -> RoadmapCLI:
     """Parse `args` (default: sys.argv), run the subcommand, and return the CLI (its trainer, model, data)."""
     try:
         return RoadmapCLI(
-            LightningModule,
-            LightningDataModule,
+            Task,  # a config's model must be a Task, and its data a SplitDataModule: jsonargparse says so if not
+            SplitDataModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=SaveConfigToRunDir,

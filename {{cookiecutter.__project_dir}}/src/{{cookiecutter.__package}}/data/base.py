@@ -1,33 +1,28 @@
-"""What every data module here shares: a train/val/test split and the DataLoaders over it.
+"""What every data module here shares: a train/val/test split, the DataLoaders over it, and a codec.
 
 A subclass builds `self.train_set`, `self.val_set` and `self.test_set` in `setup()`; `predict` runs
-over the test split, so its predictions can be compared with the targets.
-
-For serving and export, a subclass also says what a request looks like (`request_model`, a pydantic
-body, and `example_request`) and turns a request's inputs into the model's inputs (`request_inputs`)
-with the same preprocessing as training; `response_rows` says how predictions are answered.
+over the test split, so its predictions can be compared with the targets. Its `codec` (codec.py) is
+the preprocessing that training uses and serving repeats; it is saved in every checkpoint through
+`state_dict`, and restored from it by `load_state_dict`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
-import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
 from .. import ConfigError, require_positive
-from ..serve.schemas import PredictRequest
+from .codec import Codec
 
 
 class SplitDataModule(LightningDataModule):
     train_set: Dataset
     val_set: Dataset
     test_set: Dataset
-    request_model: ClassVar[type[PredictRequest]]  # the body of POST /predict
-    example_request: ClassVar[dict[str, Any]]  # a valid body with two inputs: for /health, the docs, export
-    file_field: ClassVar[str | None] = None  # the request field that takes files (base64): POST /predict/file fills it
+    codec: Codec
 
     def __init__(self, batch_size: int, num_workers: int = 0) -> None:
         super().__init__()
@@ -36,6 +31,10 @@ class SplitDataModule(LightningDataModule):
             raise ConfigError(f"{type(self).__name__}: num_workers must be >= 0, got {num_workers}")
         self.batch_size = batch_size
         self.num_workers = num_workers
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.codec.labels
 
     def collate(self) -> Callable | None:
         """How a list of examples becomes a batch; None is the DataLoader's default (stack tensors)."""
@@ -63,20 +62,16 @@ class SplitDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set)
 
-    def request_inputs(self, items: list[Any]) -> tuple[torch.Tensor, ...]:
-        """A request's inputs (`request_model(...).items()`) -> the model's input tensors, batch first.
+    def shown_inputs(self) -> list[str] | None:
+        """Raw inputs that `predict` prints beside its predictions (the texts given with --text); None: none."""
+        return None
 
-        Raises ValueError with a message for the client when an input cannot be read.
-        """
-        raise NotImplementedError(f"{type(self).__name__} does not say how to read a served request")
+    # ---- the codec travels in the checkpoint ---------------------------------------------------
 
-    def response_rows(self, outputs: dict[str, torch.Tensor], labels: list[str] | None) -> list[dict[str, Any]]:
-        """A batch of predictions (the task's `predict` outputs, batch first) -> one JSON object per input: what
-        POST /predict answers. Here each output's value, and a class index's label name; a task that answers
-        with something else (a generator's images, as base64 PNG) overrides this."""
-        columns = {name: tensor.tolist() for name, tensor in outputs.items()}
-        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        if labels and "prediction" in columns:
-            for row in rows:
-                row["label"] = labels[row["prediction"]]
-        return rows
+    def state_dict(self) -> dict[str, Any]:
+        # A text module has no codec until its tokenizer is trained (setup) or restored (load_state_dict).
+        return {"codec": self.codec.to_dict()} if hasattr(self, "codec") else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "codec" in state_dict:
+            self.codec = Codec.from_dict(state_dict["codec"])

@@ -2,14 +2,15 @@
 
 `prepare_data` downloads the IDX files into `data_dir/MNIST/raw` (or finds a copy already there);
 `setup` decodes them once into tensors in memory and keeps a seeded 5,000-image validation split
-apart from training. `preprocess` is the one place that turns raw pixels into model input, used by
-training, `predict` and serving alike.
+apart from training. The codec's `preprocess` is the one place that turns raw pixels into model
+input, used by training, `predict` and serving alike.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import io
 from pathlib import Path
 from typing import Annotated
@@ -22,35 +23,37 @@ from torch.utils.data import TensorDataset, random_split
 from torchvision.datasets import MNIST
 
 from .. import ConfigError, require_positive
-from ..serve.schemas import PredictRequest
 from .base import SplitDataModule
+from .codec import Codec, Request
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
+SIZE = 28  # pixels per side
 MAX_IMAGE_PIXELS = 4096 * 4096  # a served image file larger than this is refused before it is decoded
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Pixels = Annotated[
-    list[Annotated[list[Pixel], Field(min_length=28, max_length=28)]], Field(min_length=28, max_length=28)
+    list[Annotated[list[Pixel], Field(min_length=SIZE, max_length=SIZE)]], Field(min_length=SIZE, max_length=SIZE)
 ]
 
 
-class DigitRequest(PredictRequest):
+class ImageRequest(Request):
     pixels: Pixels | Annotated[list[Pixels], Field(min_length=1)] | None = Field(
-        None, description="a 28x28 grayscale digit as 28 rows of 0-255 values (white on black), or a list of them"
+        None, description="a 28x28 grayscale image as 28 rows of 0-255 values (white on black), or a list of them"
     )
     image: str | Annotated[list[str], Field(min_length=1)] | None = Field(
         None, description="a PNG or JPEG file, base64-encoded (made grayscale and resized to 28x28), or a list of them"
     )
 
     @model_validator(mode="after")
-    def one_form(self) -> DigitRequest:
+    def one_form(self) -> ImageRequest:
         if (self.pixels is None) == (self.image is None):
             raise ValueError("give either pixels or image, not both or neither")
         return self
 
-    def items(self) -> list[list[list[float]] | str]:
+    def items(self) -> list:
         if self.image is not None:
             return self.image if isinstance(self.image, list) else [self.image]
+        assert self.pixels is not None  # one_form
         return self.pixels if isinstance(self.pixels[0][0], list) else [self.pixels]
 
 
@@ -62,25 +65,43 @@ def decode_image(data: str) -> torch.Tensor:
                 raise ValueError(
                     f"image of {image.width}x{image.height} pixels is over the limit of {MAX_IMAGE_PIXELS}"
                 )
-            pixels = np.asarray(image.convert("L").resize((28, 28), Image.Resampling.BILINEAR))
+            pixels = np.asarray(image.convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
     except (binascii.Error, UnidentifiedImageError, OSError, Image.DecompressionBombError):
         raise ValueError("image is not a base64-encoded PNG or JPEG file") from None
     return torch.from_numpy(pixels.copy())
 
 
-class MNISTDataModule(SplitDataModule):
-    num_classes = 10
-    input_shape = (1, 28, 28)
-    labels = [str(digit) for digit in range(10)]
-    request_model = DigitRequest
+@dataclasses.dataclass(kw_only=True)
+class GrayImageCodec(Codec):
+    """28x28 grayscale images (MNIST and its kin): pixel rows or image files -> normalised (N, 1, 28, 28)."""
+
+    request_model = ImageRequest
     file_field = "image"  # `curl -F files=@digit.png .../predict/file`
     # Two made-up digits: a vertical bar (a 1) and a ring (a 0).
     example_request = {
         "pixels": [
-            [[255 if 12 <= col <= 15 and 4 <= row <= 23 else 0 for col in range(28)] for row in range(28)],
-            [[255 if 49 <= (row - 14) ** 2 + (col - 14) ** 2 <= 100 else 0 for col in range(28)] for row in range(28)],
+            [[255 if 12 <= col <= 15 and 4 <= row <= 23 else 0 for col in range(SIZE)] for row in range(SIZE)],
+            [
+                [255 if 49 <= (row - 14) ** 2 + (col - 14) ** 2 <= 100 else 0 for col in range(SIZE)]
+                for row in range(SIZE)
+            ],
         ]
     }
+    mean: float = MEAN
+    std: float = STD
+
+    def preprocess(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 pixels (N, 28, 28) in 0..255 -> normalised float (N, 1, 28, 28)."""
+        return ((images.float() / 255 - self.mean) / self.std).unsqueeze(1)
+
+    def encode(self, items: list) -> tuple[torch.Tensor, ...]:
+        images = [decode_image(item) if isinstance(item, str) else torch.tensor(item) for item in items]
+        return (self.preprocess(torch.stack(images)),)  # (N, 1, 28, 28), as in training
+
+
+class MNISTDataModule(SplitDataModule):
+    num_classes = 10
+    input_shape = (1, SIZE, SIZE)
 
     def __init__(
         self,
@@ -94,11 +115,8 @@ class MNISTDataModule(SplitDataModule):
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         require_positive(self, val_size=val_size)
-
-    @staticmethod
-    def preprocess(images: torch.Tensor) -> torch.Tensor:
-        """uint8 pixels (N, 28, 28) in 0..255 -> normalised float (N, 1, 28, 28)."""
-        return ((images.float() / 255 - MEAN) / STD).unsqueeze(1)
+        self.codec = GrayImageCodec(labels=[str(digit) for digit in range(10)])
+        self._decoded = False
 
     def _dataset(self, train: bool, download: bool = False) -> MNIST:
         try:
@@ -117,15 +135,14 @@ class MNISTDataModule(SplitDataModule):
             self._dataset(train, download=self.hparams.download)
 
     def setup(self, stage: str | None = None) -> None:
+        if self._decoded:  # fit, validate, test and export's calibration share the splits of one process
+            return
         train, test = self._dataset(train=True), self._dataset(train=False)
         if not 0 < self.hparams.val_size < len(train):
             raise ConfigError(f"val_size must be between 1 and {len(train) - 1}, got {self.hparams.val_size}")
-        full = TensorDataset(self.preprocess(train.data), train.targets)
+        full = TensorDataset(self.codec.preprocess(train.data), train.targets)
         n_val = self.hparams.val_size
         generator = torch.Generator().manual_seed(self.hparams.seed)
         self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
-        self.test_set = TensorDataset(self.preprocess(test.data), test.targets)
-
-    def request_inputs(self, items: list[list[list[float]] | str]) -> tuple[torch.Tensor]:
-        images = [decode_image(item) if isinstance(item, str) else torch.tensor(item) for item in items]
-        return (self.preprocess(torch.stack(images)),)  # (N, 1, 28, 28), as in training
+        self.test_set = TensorDataset(self.codec.preprocess(test.data), test.targets)
+        self._decoded = True

@@ -5,6 +5,7 @@ Nothing is downloaded; the same seed gives the same data on every machine and ev
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import torch
@@ -12,34 +13,54 @@ from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from .. import ConfigError, require_positive
-from ..serve.schemas import PredictRequest
 from .base import SplitDataModule
+from .codec import Codec, Request
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
 
 
-class LineRequest(PredictRequest):
+class LineRequest(Request):
     x: Number | Annotated[list[Number], Field(min_length=1)] = Field(description="one x, or a list of them")
 
     def items(self) -> list[float]:
         return self.x if isinstance(self.x, list) else [self.x]
 
 
-class PairRequest(PredictRequest):
+class PairRequest(Request):
     x: (
         Annotated[list[Number], Field(min_length=2, max_length=2)]
         | Annotated[list[Annotated[list[Number], Field(min_length=2, max_length=2)]], Field(min_length=1)]
     ) = Field(description="one point [a, b], or a list of them")
 
     def items(self) -> list[list[float]]:
-        return self.x if isinstance(self.x[0], list) else [self.x]
+        return self.x if isinstance(self.x[0], list) else [self.x]  # type: ignore[list-item]
+
+
+@dataclasses.dataclass(kw_only=True)
+class NumberCodec(Codec):
+    """x -> (N, 1) for the line; answers the predicted y."""
+
+    request_model = LineRequest
+    example_request = {"x": [0.5, -1.0]}
+
+    def encode(self, items: list[float]) -> tuple[torch.Tensor, ...]:
+        return (torch.tensor(items, dtype=torch.float32).unsqueeze(1),)  # (N, 1)
+
+
+@dataclasses.dataclass(kw_only=True)
+class PairCodec(Codec):
+    """[a, b] -> (N, 2) for XOR; answers the class, its probability and its label."""
+
+    request_model = PairRequest
+    example_request = {"x": [[0, 1], [1, 1]]}
+    labels: list[str] | None = dataclasses.field(default_factory=lambda: ["0", "1"])
+
+    def encode(self, items: list[list[float]]) -> tuple[torch.Tensor, ...]:
+        return (torch.tensor(items, dtype=torch.float32),)  # (N, 2)
 
 
 class LineDataModule(SplitDataModule):
     """Points (x, y) with y = slope * x + intercept + noise, x uniform in [-x_range, x_range]."""
-
-    request_model = LineRequest
-    example_request = {"x": [0.5, -1.0]}
 
     def __init__(
         self,
@@ -61,6 +82,7 @@ class LineDataModule(SplitDataModule):
                 "LineDataModule: need noise_std >= 0 and 0 < val_fraction + test_fraction < 1, got "
                 f"noise_std={noise_std}, val_fraction={val_fraction}, test_fraction={test_fraction}"
             )
+        self.codec = NumberCodec()
 
     def setup(self, stage: str | None = None) -> None:
         hp = self.hparams
@@ -73,29 +95,21 @@ class LineDataModule(SplitDataModule):
         self.val_set = TensorDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
         self.test_set = TensorDataset(x[n_train + n_val :], y[n_train + n_val :])
 
-    def request_inputs(self, items: list[float]) -> tuple[torch.Tensor]:
-        return (torch.tensor(items, dtype=torch.float32).unsqueeze(1),)  # (N, 1)
-
 
 class XORDataModule(SplitDataModule):
     """The truth table of XOR. Training repeats the four points so that an epoch holds several steps."""
 
     num_classes = 2
     input_shape = (2,)
-    labels = ["0", "1"]
-    request_model = PairRequest
-    example_request = {"x": [[0, 1], [1, 1]]}
 
     def __init__(self, repeats: int = 64, batch_size: int = 16) -> None:
         super().__init__(batch_size)
         self.save_hyperparameters()
         require_positive(self, repeats=repeats)
+        self.codec = PairCodec()
 
     def setup(self, stage: str | None = None) -> None:
         x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # (4, 2)
         y = torch.tensor([0, 1, 1, 0])
         self.train_set = TensorDataset(x.repeat(self.hparams.repeats, 1), y.repeat(self.hparams.repeats))
         self.val_set = self.test_set = TensorDataset(x, y)
-
-    def request_inputs(self, items: list[list[float]]) -> tuple[torch.Tensor]:
-        return (torch.tensor(items, dtype=torch.float32),)  # (N, 2)

@@ -11,16 +11,17 @@ share of the training rows becomes the validation split when the data has none.
 A word-level tokenizer (Hugging Face `tokenizers`) is trained on the training split only: lower
 case, accents stripped, split on whitespace and punctuation; the `vocab_size - 2` most frequent words
 seen at least `min_frequency` times get an id, every other word becomes [UNK] (1), and [PAD] is 0.
-It is saved in every checkpoint (`state_dict`), so `predict` and serving read text exactly as
-training did. Texts are cut to `max_length` tokens and padded per batch to the longest text in it.
+It lives in the data module's codec (`TextCodec`), saved in every checkpoint, so `predict` and
+serving read text exactly as training did. Texts are cut to `max_length` tokens and padded per batch
+to the longest text in it.
 A batch is `(token_ids (N, L), lengths (N,), labels (N,))`; padding is where position >= length.
 """
 
 from __future__ import annotations
 
-from functools import partial
+import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +30,8 @@ from pydantic import Field, field_validator
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .. import ConfigError, require_positive
-from ..serve.schemas import PredictRequest
 from .base import SplitDataModule
+from .codec import Codec, Request
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1  # the models rely on these: padding_idx, and word dropout
@@ -40,7 +41,7 @@ MAX_REQUEST_CHARS = 20_000  # a served text longer than this is refused (the mod
 Text = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS)]
 
 
-class TextRequest(PredictRequest):
+class TextRequest(Request):
     text: Text | Annotated[list[Text], Field(min_length=1)] = Field(description="a text, or a list of them")
 
     @field_validator("text")
@@ -55,7 +56,7 @@ class TextRequest(PredictRequest):
         return self.text if isinstance(self.text, list) else [self.text]
 
 
-Row = tuple[str, int | None]  # a text and its class index (None when unlabelled, as in predict)
+Row = tuple[str, int]  # a text and its class index
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, max_length: int) -> Tokenizer:
@@ -66,31 +67,45 @@ def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, max_l
     trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=[PAD, UNK])
     tokenizer.train_from_iterator(texts, trainer)
     tokenizer.enable_truncation(max_length)
-    tokenizer.enable_padding(pad_id=0, pad_token=PAD)
+    tokenizer.enable_padding(pad_id=PAD_ID, pad_token=PAD)
     return tokenizer
 
 
-def encode(tokenizer: Tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Raw texts -> (token ids (N, L) padded with 0, lengths (N,)): what the models read."""
-    encodings = tokenizer.encode_batch(texts)
-    ids = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
-    lengths = torch.tensor([sum(encoding.attention_mask) for encoding in encodings], dtype=torch.long)
-    return ids, lengths.clamp(min=1)  # a text that yields no token at all reads as one [PAD]
+@dataclasses.dataclass(kw_only=True)
+class TextCodec(Codec):
+    """Texts -> (token ids, lengths) with the tokenizer trained on the training split; answers class and label."""
 
+    request_model = TextRequest
+    example_request = {"text": ["A gem of a film: funny, warm and beautifully acted.", "Dull and far too long."]}
+    tokenizer: str = dataclasses.field(repr=False)  # the tokenizer as JSON (`Tokenizer.to_str()`): it travels as text
+    max_length: int
 
-def collate(
-    tokenizer: Tokenizer, rows: list[Row] | list[str]
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A DataLoader's list of rows -> one batch (token ids, lengths, labels); labels are None for bare texts."""
-    if isinstance(rows[0], str):
-        return (*encode(tokenizer, rows), None)
-    texts, labels = zip(*rows, strict=True)
-    return (*encode(tokenizer, list(texts)), torch.tensor(labels, dtype=torch.long))
+    def __post_init__(self) -> None:
+        self._tokenizer = Tokenizer.from_str(self.tokenizer)
+
+    def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw texts -> (token ids (N, L) padded with 0 to the longest text, lengths (N,)): what the models read."""
+        encodings = self._tokenizer.encode_batch(texts)
+        ids = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
+        lengths = torch.tensor([sum(encoding.attention_mask) for encoding in encodings], dtype=torch.long)
+        return ids, lengths.clamp(min=1)  # a text that yields no token at all reads as one [PAD]
+
+    def collate(self, rows: list[Row] | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """A DataLoader's list of rows -> one batch (token ids, lengths, labels); labels are None for bare texts."""
+        if isinstance(rows[0], str):
+            return (*self.tokenize(rows), None)  # type: ignore[arg-type]
+        texts, labels = zip(*rows, strict=True)
+        return (*self.tokenize(list(texts)), torch.tensor(labels, dtype=torch.long))
+
+    def encode(self, items: list[str]) -> tuple[torch.Tensor, ...]:
+        """Texts -> (token ids (N, max_length), lengths (N,)): always padded to max_length, so that requests
+        batch together and exported graphs see one shape; padding changes no prediction."""
+        ids, lengths = self.tokenize(items)
+        return F.pad(ids, (0, self.max_length - ids.shape[1]), value=PAD_ID), lengths
 
 
 class TextDataModule(SplitDataModule):
-    request_model = TextRequest
-    example_request = {"text": ["A gem of a film: funny, warm and beautifully acted.", "Dull and far too long."]}
+    codec: TextCodec
 
     def __init__(
         self,
@@ -126,12 +141,11 @@ class TextDataModule(SplitDataModule):
             )
         if dataset is None and not data_files:
             raise ConfigError("TextDataModule: give --data.dataset (a Hub name or a folder) or --data.data_files")
-        self.labels = list(labels)
         self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
         self.vocab_size = vocab_size
         self.max_length = max_length
-        self.tokenizer: Tokenizer | None = None  # trained in setup() on the train split, or restored from a checkpoint
         self.predict_texts: list[str] = []
+        # The codec comes with the tokenizer: trained in setup() on the train split, or restored from a checkpoint.
 
     # ---- loading ----------------------------------------------------------------------------------
 
@@ -177,9 +191,11 @@ class TextDataModule(SplitDataModule):
             val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
         self.train_set, self.val_set = train, val
         self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
-        if self.tokenizer is None:  # a checkpoint's tokenizer, when there is one, replaces this after setup
+        if not hasattr(self, "codec"):  # a checkpoint's codec, when there is one, replaces this after setup
             texts = [text for text, _ in train]
-            self.tokenizer = train_tokenizer(texts, self.vocab_size, self.hparams.min_frequency, self.max_length)
+            tokenizer = train_tokenizer(texts, self.vocab_size, self.hparams.min_frequency, self.max_length)
+            labels = list(self.hparams.labels)
+            self.codec = TextCodec(tokenizer=tokenizer.to_str(), max_length=self.max_length, labels=labels)
 
     def _rows(self, split, name: str) -> list[Row]:
         """(text, class index) pairs of one split; rows without text are dropped with a warning."""
@@ -199,14 +215,15 @@ class TextDataModule(SplitDataModule):
             raise ConfigError(f"the {name} split has no rows with text in column {text_column!r}")
         return kept
 
-    def _class_index(self, label, split: str) -> int:
-        if isinstance(label, str) and label in self.labels:
-            return self.labels.index(label)
+    def _class_index(self, label: Any, split: str) -> int:
+        names = list(self.hparams.labels)
+        if isinstance(label, str) and label in names:
+            return names.index(label)
         if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < self.num_classes:
             return label
         raise ConfigError(
             f"the {split} split has label {label!r} in column {self.hparams.label_column!r}; labels must be class "
-            f"indices 0..{self.num_classes - 1} or one of the names {self.labels}. Set --data.labels to the class names"
+            f"indices 0..{self.num_classes - 1} or one of the names {names}. Set --data.labels to the class names"
         )
 
     def _texts_to_predict(self) -> list[str]:
@@ -226,9 +243,9 @@ class TextDataModule(SplitDataModule):
     # ---- batching ---------------------------------------------------------------------------------
 
     def collate(self):
-        if self.tokenizer is None:
+        if not hasattr(self, "codec"):
             raise ConfigError("no trained tokenizer: pass --ckpt_path best (or a .ckpt file) of a run of `fit`")
-        return partial(collate, self.tokenizer)
+        return self.codec.collate
 
     def test_dataloader(self):
         if not self.test_set:
@@ -239,23 +256,11 @@ class TextDataModule(SplitDataModule):
         if not self.predict_texts:
             return self.test_dataloader()
         loader = self._loader(self.predict_texts)  # refuses to go on without a trained tokenizer
-        ids, _ = encode(self.tokenizer, self.predict_texts)
+        ids, _ = self.codec.tokenize(self.predict_texts)
         unknown = [i + 1 for i, known in enumerate((ids > 1).sum(dim=1).tolist()) if known == 0]  # 0, 1: [PAD], [UNK]
         if unknown:
             rank_zero_warn(f"text {unknown[0]} to predict has no word the tokenizer knows: its prediction is a guess")
         return loader
 
-    def request_inputs(self, items: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Texts -> (token ids (N, max_length), lengths (N,)): always padded to max_length, so that requests
-        batch together and exported graphs see one shape; padding changes no prediction."""
-        ids, lengths = encode(self.tokenizer, items)
-        return F.pad(ids, (0, self.hparams.max_length - ids.shape[1]), value=PAD_ID), lengths
-
-    # ---- the tokenizer travels in the checkpoint --------------------------------------------------
-
-    def state_dict(self) -> dict[str, str]:
-        return {"tokenizer": self.tokenizer.to_str()} if self.tokenizer is not None else {}
-
-    def load_state_dict(self, state_dict: dict[str, str]) -> None:
-        if "tokenizer" in state_dict:
-            self.tokenizer = Tokenizer.from_str(state_dict["tokenizer"])
+    def shown_inputs(self) -> list[str] | None:
+        return self.predict_texts or None

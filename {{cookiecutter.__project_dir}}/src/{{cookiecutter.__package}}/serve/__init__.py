@@ -1,7 +1,9 @@
 """Serving any task over HTTP: `python -m {{ cookiecutter.__package }} serve --model PATH`.
 
-- `schemas.py`: the request and response bodies (pydantic); each data module names its request body.
-- `predictor.py`: loads a checkpoint, an ONNX file or an int8 model once, and predicts on a batch.
-- `batching.py`: gathers concurrent requests into one batch (maximum size, maximum wait).
-- `app.py`: the FastAPI app factory, its settings, limits and errors.
+- `app.py`: `create_app(settings)` assembles the app around one loaded model, and `main` starts it.
+- `settings.py`: the settings, from options, SERVE_* environment variables or a config file.
+- `routes.py`: /health, /metadata, /predict and /predict/file, on APIRouters.
+- `errors.py`: the JSON errors and the body size limit.
+- `batching.py`: gathers concurrent requests into one forward pass (maximum size, maximum wait).
+- `schemas.py`: the response bodies; each codec (data/) names its request body.
 """

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .predictor import Predict
+from ..artifacts import Predict
 
 
 @dataclass

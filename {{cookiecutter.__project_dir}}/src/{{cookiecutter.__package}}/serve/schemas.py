@@ -1,22 +1,11 @@
-"""The bodies of the HTTP API. A data module names its own request body (`request_model`), a subclass of
-`PredictRequest` that holds one input or a list of them in the task's natural form; the rest is shared.
-"""
+"""The response bodies of the HTTP API. Request bodies belong to the data: each codec names its own
+(`request_model`, a subclass of `data.codec.Request`), since it is the codec that reads them."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class PredictRequest(BaseModel):
-    """One input or a batch of them. A subclass declares the field(s) and says how to list the inputs."""
-
-    model_config = ConfigDict(extra="forbid")  # a misspelled field is an error, not silently ignored
-
-    def items(self) -> list[Any]:
-        """The inputs of this request, one per example, in order."""
-        raise NotImplementedError
+from pydantic import BaseModel, Field
 
 
 class PredictResponse(BaseModel):
@@ -33,7 +22,8 @@ class HealthResponse(BaseModel):
 class MetadataResponse(BaseModel):
     task: str
     model_class: str
-    artifact: str = Field(description="checkpoint, onnx or int8")
+    artifact: str = Field(description="the file served: best.ckpt, model.onnx, model_int8.onnx, model_int8.pt, ...")
+    kind: str = Field(description="checkpoint, onnx, int8_onnx (ONNX Runtime int8), int8 (torchao) or pt2")
     model_version: str
     labels: list[str] | None
     input_schema: dict[str, Any] = Field(description="JSON schema of the /predict body")

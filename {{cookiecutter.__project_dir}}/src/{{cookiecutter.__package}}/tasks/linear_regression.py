@@ -10,15 +10,17 @@ LineDataModule (m = 2, b = -1 by default).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
-from lightning.pytorch import LightningModule
 from torch import nn
 
 from .. import require_positive
+from ..task import Task
 
 
-class LinearRegression(LightningModule):
+class LinearRegression(Task):
     def __init__(self, lr: float = 0.1) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -29,7 +31,7 @@ class LinearRegression(LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def _common_step(self, batch, stage: str) -> torch.Tensor:
+    def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
         x, y = batch
         loss = F.mse_loss(self(x), y)
         on_step = stage == "train"
@@ -37,15 +39,6 @@ class LinearRegression(LightningModule):
         if stage != "train":
             self.log(f"{stage}_mse", loss, on_epoch=True, sync_dist=True)
         return loss
-
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._common_step(batch, "train")
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "val")
-
-    def test_step(self, batch, batch_idx: int) -> None:
-        self._common_step(batch, "test")
 
     def _log_line(self) -> None:
         self.log_dict({"slope": self.model.weight.item(), "intercept": self.model.bias.item()}, prog_bar=True)
@@ -60,9 +53,9 @@ class LinearRegression(LightningModule):
         """What a prediction is, for `predict`, export and serving alike: y for each x."""
         return {"prediction": self(x).squeeze(-1)}
 
-    def predict_step(self, batch, batch_idx: int) -> dict[str, torch.Tensor]:
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         x, y = batch
-        return {"x": x, **self.predict(x), "target": y}
+        return {"x": x, **self.predict(x), "target": y}  # x too: a prediction of y means little without it
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)

@@ -1,4 +1,4 @@
-"""A convolutional network that reads handwritten digits (MNIST), to 99.3 % test accuracy and beyond.
+"""A convolutional network that reads handwritten digits (MNIST).
 
 Convolutions share one small filter across the whole image, so a stroke is recognised wherever it
 appears; pooling halves the resolution so deeper filters see larger parts of the digit. Batch
@@ -9,6 +9,8 @@ learning-rate schedule (warm up, then anneal) gets there in a few epochs.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -32,9 +34,11 @@ def conv_block(c_in: int, c_out: int) -> nn.Sequential:
 
 class MNISTCNN(nn.Module):
     def __init__(
-        self, input_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.3
+        self, *, input_shape: tuple[int, int, int], num_classes: int, width: int = 32, dropout: float = 0.3
     ) -> None:
         super().__init__()
+        require_positive(self, width=width)
+        require_probability(self, dropout=dropout)
         channels, height, width_px = input_shape
         self.features = nn.Sequential(conv_block(channels, width), conv_block(width, 2 * width))
         self.classifier = nn.Sequential(
@@ -55,14 +59,12 @@ class MNISTClassifier(ClassificationTask):
         self,
         num_classes: int,
         input_shape: tuple[int, int, int],
-        width: int = 32,
-        dropout: float = 0.3,
         lr: float = 0.003,
         weight_decay: float = 0.0001,
+        **architecture: Any,
     ) -> None:
-        super().__init__(num_classes)
+        """`architecture`: MNISTCNN's keyword arguments (`--model.width 64 --model.dropout 0.2`)."""
+        super().__init__(num_classes, lr, weight_decay)
         self.save_hyperparameters()
-        require_positive(self, width=width, lr=lr)
-        require_probability(self, dropout=dropout)
-        self.model = MNISTCNN(tuple(input_shape), num_classes, width, dropout)
+        self.model = MNISTCNN(input_shape=input_shape, num_classes=num_classes, **architecture)
         self.example_input_array = torch.zeros(1, *input_shape)

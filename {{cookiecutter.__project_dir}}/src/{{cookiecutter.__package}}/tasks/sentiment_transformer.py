@@ -19,6 +19,7 @@ during training so that no single word can decide a review.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -41,6 +42,7 @@ def sinusoidal_positions(max_length: int, dim: int) -> torch.Tensor:
 class SentimentTransformer(nn.Module):
     def __init__(
         self,
+        *,
         vocab_size: int,
         num_classes: int,
         max_length: int,
@@ -53,6 +55,10 @@ class SentimentTransformer(nn.Module):
         word_dropout: float = 0.1,
     ) -> None:
         super().__init__()
+        require_positive(self, d_model=d_model, nhead=nhead, num_layers=num_layers, dim_feedforward=dim_feedforward)
+        require_probability(self, dropout=dropout, embedding_dropout=embedding_dropout, word_dropout=word_dropout)
+        if d_model % nhead or d_model % 2:
+            raise ConfigError(f"d_model ({d_model}) must be even and divisible by nhead ({nhead})")
         self.embedding = nn.Embedding(vocab_size, d_model, padding_idx=PAD_ID)
         # Word vectors start at std 1/sqrt(d_model) and are scaled by sqrt(d_model): std 1, the scale of the
         # positions (sines in [-1, 1]). PyTorch's default std 1 times sqrt(d_model) would drown the positions,
@@ -87,39 +93,21 @@ class SentimentTransformer(nn.Module):
 
 
 class SentimentTransformerClassifier(ClassificationTask):
+    input_names = ("token_ids", "lengths")
+
     def __init__(
         self,
         num_classes: int,
         vocab_size: int,
         max_length: int,
-        d_model: int = 128,
-        nhead: int = 4,
-        num_layers: int = 2,
-        dim_feedforward: int = 256,
-        dropout: float = 0.2,
-        embedding_dropout: float = 0.3,
-        word_dropout: float = 0.1,
         lr: float = 0.001,
         weight_decay: float = 0.01,
+        **architecture: Any,
     ) -> None:
-        super().__init__(num_classes)
+        """`architecture`: SentimentTransformer's keyword arguments (`--model.num_layers 4 --model.nhead 8`)."""
+        super().__init__(num_classes, lr, weight_decay)
         self.save_hyperparameters()
-        require_positive(
-            self, d_model=d_model, nhead=nhead, num_layers=num_layers, dim_feedforward=dim_feedforward, lr=lr
-        )
-        require_probability(self, dropout=dropout, embedding_dropout=embedding_dropout, word_dropout=word_dropout)
-        if d_model % nhead or d_model % 2:
-            raise ConfigError(f"d_model ({d_model}) must be even and divisible by nhead ({nhead})")
         self.model = SentimentTransformer(
-            vocab_size,
-            num_classes,
-            max_length,
-            d_model,
-            nhead,
-            num_layers,
-            dim_feedforward,
-            dropout,
-            embedding_dropout,
-            word_dropout,
+            vocab_size=vocab_size, num_classes=num_classes, max_length=max_length, **architecture
         )
         self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token review

@@ -9,6 +9,8 @@ them. The single output is a logit: sigmoid(logit) is the probability of class 1
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,8 +20,9 @@ from ..classification import ClassificationTask
 
 
 class XORNet(nn.Module):
-    def __init__(self, in_features: int = 2, hidden: int = 8) -> None:
+    def __init__(self, *, in_features: int = 2, hidden: int = 8) -> None:
         super().__init__()
+        require_positive(self, hidden=hidden)
         self.hidden = nn.Linear(in_features, hidden)
         self.out = nn.Linear(hidden, 1)
         # Why this always reaches 100 %: the minimal 2-2-1 net has plateaus and local minima that trap some
@@ -38,13 +41,13 @@ class XORClassifier(ClassificationTask):
     # grows confident, so the best checkpoint is the lowest val_loss (the highest val_acc kept the first tie).
     best_checkpoint = ("val_loss", "min")
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, ...], hidden: int = 8, lr: float = 0.05) -> None:
+    def __init__(self, num_classes: int, input_shape: tuple[int, ...], lr: float = 0.05, **architecture: Any) -> None:
+        """`architecture`: XORNet's keyword arguments (`--model.hidden 2`)."""
         if num_classes != 2:
             raise ConfigError(f"XOR has two classes, got num_classes={num_classes}")
-        super().__init__(num_classes)
+        super().__init__(num_classes, lr)
         self.save_hyperparameters()
-        require_positive(self, hidden=hidden, lr=lr)
-        self.model = XORNet(input_shape[0], hidden)
+        self.model = XORNet(in_features=input_shape[0], **architecture)
         self.example_input_array = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -55,4 +58,4 @@ class XORClassifier(ClassificationTask):
         return torch.stack([1 - p, p], dim=-1)  # (N, 2)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.parameters(), lr=self.lr)

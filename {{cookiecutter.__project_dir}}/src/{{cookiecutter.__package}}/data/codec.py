@@ -1,0 +1,78 @@
+"""A codec: the preprocessing of one kind of data, from a served request to tensors and from predictions to answers.
+
+Training and serving must read data the same way, or a served model answers differently from the
+one that was tested. So each kind of data (points, images, texts) has one small object that owns it:
+
+- `request_model`: the body of POST /predict (a pydantic model), and `example_request`, a valid one;
+- `encode(items)`: a request's inputs -> the model's input tensors, with the normalisation or the
+  tokenizer that training used; a ValueError says what is wrong with an input;
+- `decode(outputs)`: the model's predictions -> one JSON object per input;
+- `labels`: the class names, or None for regression.
+
+A data module builds its codec and uses it in training; the codec is saved in every checkpoint and
+in `metadata.json` as `{"class_path": ..., "init_args": ...}`, so `export` and `serve` rebuild it
+without the data module, its files or its downloads. A codec is a dataclass of plain values (keyword
+arguments only), which is what makes it travel as JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+
+class Request(BaseModel):
+    """The body of POST /predict: one input or a batch of them. A subclass declares the field(s)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelled field is an error, not silently ignored
+
+    def items(self) -> list[Any]:
+        """The inputs of this request, one per example, in order."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(kw_only=True)
+class Codec:
+    request_model: ClassVar[type[Request]]
+    example_request: ClassVar[dict[str, Any]]  # a valid body with two inputs: for /health, the docs, export
+    file_field: ClassVar[str | None] = None  # the request field that takes files (base64): POST /predict/file fills it
+
+    labels: list[str] | None = None  # the class names, in the order of the class indices; None for regression
+
+    def encode(self, items: list[Any]) -> tuple[torch.Tensor, ...]:
+        """A request's inputs (`request_model(...).items()`) -> the model's input tensors, batch first."""
+        raise NotImplementedError
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """A batch of predictions (the task's `predict` outputs, batch first) -> one JSON object per input.
+
+        Each output's value, and for a class index its label's name; a codec whose answers are something
+        else (a generator's images, as PNG) overrides this.
+        """
+        columns = {name: tensor.tolist() for name, tensor in outputs.items()}
+        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        if self.labels and "prediction" in columns:
+            for row in rows:
+                row["label"] = self.labels[row["prediction"]]
+        return rows
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The model inputs of `example_request`: what export traces and checks, and /health predicts on."""
+        return self.encode(self.request_model(**self.example_request).items())
+
+    def to_dict(self) -> dict[str, Any]:
+        """What rebuilds this codec: its class and its fields, as JSON-ready values."""
+        cls = type(self)
+        return {"class_path": f"{cls.__module__}.{cls.__qualname__}", "init_args": dataclasses.asdict(self)}
+
+    @staticmethod
+    def from_dict(saved: dict[str, Any]) -> Codec:
+        module, name = saved["class_path"].rsplit(".", 1)
+        cls = getattr(importlib.import_module(module), name)
+        if not (isinstance(cls, type) and issubclass(cls, Codec)):
+            raise TypeError(f"{saved['class_path']} is not a Codec")
+        return cls(**saved["init_args"])

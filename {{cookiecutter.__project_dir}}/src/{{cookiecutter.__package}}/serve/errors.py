@@ -1,0 +1,79 @@
+"""What the server refuses, and how it says so: every error is JSON `{"error": ..., "detail": ...}`.
+
+422: malformed JSON, wrong types, shapes or values; 413: a batch over `max_batch_size` or a body over
+`max_body_bytes`; 401: a missing or wrong API key; 404 and 405: no such route or method; 500: a bug,
+logged with its traceback, answered without one. The server keeps serving after each.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+
+async def invalid_request(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, RequestValidationError)
+    detail = [
+        {"where": ".".join(str(part) for part in error["loc"]), "problem": error["msg"]} for error in err.errors()
+    ]
+    return JSONResponse({"error": "the request does not match the schema (see /docs)", "detail": detail}, 422)
+
+
+async def http_error(request: Request, err: Exception) -> JSONResponse:
+    assert isinstance(err, HTTPException)
+    return JSONResponse({"error": err.detail}, status_code=err.status_code, headers=err.headers)
+
+
+async def server_error(request: Request, err: Exception) -> JSONResponse:
+    log.exception("error while serving %s", request.url.path)
+    return JSONResponse({"error": "internal error; the server log has the details"}, status_code=500)
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(HTTPException, http_error)  # FastAPI's own, and the router's 404 and 405
+    app.add_exception_handler(Exception, server_error)
+
+
+class BodySizeLimit:
+    """ASGI middleware: a body over `limit` bytes gets 413 before the app reads it, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            return await too_large(self.limit)(scope, receive, send)
+        received, refused = 0, False
+
+        async def counted() -> Message:
+            # A streamed body (no content-length) is counted as it arrives: over the limit, answer 413 now and
+            # tell the app the client left, so it stops reading; whatever the app answers then is dropped.
+            nonlocal received, refused
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit and not refused:
+                refused = True
+                await too_large(self.limit)(scope, receive, send)
+                return {"type": "http.disconnect"}
+            return message
+
+        async def send_unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
+        await self.app(scope, counted, send_unless_refused)
+
+
+def too_large(limit: int) -> JSONResponse:
+    return JSONResponse({"error": f"request body over the limit of {limit} bytes"}, status_code=413)

@@ -1,0 +1,41 @@
+"""The server's settings: `serve --port 8080`, a `--config` file, or SERVE_* environment variables.
+
+They are parsed by jsonargparse, like every other subcommand: `serve --help` lists them, a misspelled
+option exits with code 2, and a command-line option overrides its environment variable, which
+overrides the default. pydantic validates the values (a port out of range is refused at start-up).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jsonargparse import ActionConfigFile, ArgumentParser
+from pydantic import BaseModel, Field
+
+
+class ServeSettings(BaseModel):
+    """Settings of `serve`."""
+
+    model: Path = Field(
+        description="a .ckpt from `fit`, or a model.onnx, model_int8.onnx, model_int8.pt or model.pt2 from `export`"
+    )
+    host: str = Field("127.0.0.1", description="the address to listen on (0.0.0.0: every interface)")
+    port: int = Field(8000, ge=1, le=65535, description="the port to listen on")
+    max_batch_size: int = Field(64, ge=1, description="examples per forward pass, and per request")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits for more requests")
+    max_body_bytes: int = Field(2_000_000, ge=1, description="larger request bodies get 413")
+    api_key: str | None = Field(None, description="if set, /predict and /metadata need it in the X-API-Key header")
+    threads: int = Field(1, ge=1, description="CPU threads for the model")
+    access_log: bool = Field(True, description="log a line per request (false: errors and startup only)")
+
+
+def parser(prog: str) -> ArgumentParser:
+    parser = ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], env_prefix="SERVE", default_env=True)
+    parser.add_argument("--config", action=ActionConfigFile, help="a YAML file of these settings")
+    parser.add_class_arguments(ServeSettings, as_group=False)
+    return parser
+
+
+def parse(argv: list[str], prog: str) -> ServeSettings:
+    options = parser(prog).parse_args(argv)
+    return ServeSettings(**{name: options[name] for name in ServeSettings.model_fields})

@@ -1,0 +1,53 @@
+"""The task contract: what the CLI, the callbacks, export and serving rely on, declared once.
+
+A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks it says:
+
+- `predict(*inputs)`: what a prediction is, as a dict of tensors (batch first). `predict`,
+  the exported files and the server all answer this, so they agree by construction;
+- `input_names`: the names of those inputs, in order (the exported graph's input names);
+- `best_checkpoint`: which metric picks `best.ckpt`, and whether lower or higher is better;
+- `finish_onnx(model)`: an optional edit of the exported ONNX graph before it is written;
+- `_common_step(batch, stage)`: the loss and metrics of one batch, for train, val and test alike.
+
+It also sets `example_input_array` (one batch of inputs): the model summary, export and the
+bfloat16 checks run it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+
+if TYPE_CHECKING:
+    import onnx  # export imports it; training never needs it
+
+
+class Task(LightningModule):
+    best_checkpoint: ClassVar[tuple[str, Literal["min", "max"]]] = ("val_loss", "min")
+    input_names: ClassVar[tuple[str, ...]] = ("x",)
+
+    def predict(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} does not say what a prediction is")
+
+    def finish_onnx(self, model: onnx.ModelProto) -> None:
+        """Edit the exported ONNX graph in place before it is written; most tasks leave it as it is."""
+
+    def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self._common_step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self._common_step(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        self._common_step(batch, "test")
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        """`predict` on a batch `(*inputs, target)`, with the target beside it (None: unlabelled inputs)."""
+        *inputs, target = batch if isinstance(batch, (list, tuple)) else (batch, None)
+        result = self.predict(*inputs)
+        return result if target is None else {**result, "target": target}
