@@ -30,8 +30,8 @@ from {{ cookiecutter.__package }}.serve.app import main as serve_main
 from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 
 TASKS = [config.stem for config in CONFIGS]
-KINDS = ["checkpoint", "onnx", "int8", "int8_onnx"]
-FILES = {"onnx": "model.onnx", "int8": "model_int8.pt", "int8_onnx": "model_int8.onnx"}
+KINDS = ["checkpoint", "onnx", "int8", "int8_onnx", "pt2"]
+FILES = {"onnx": "model.onnx", "int8": "model_int8.pt", "int8_onnx": "model_int8.onnx", "pt2": "model.pt2"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def artifacts(trained, tmp_path_factory):
             return checkpoint
         if task not in exported:
             exported[task] = tmp_path_factory.mktemp(f"{task}-export")
-            export(load_checkpoint(checkpoint), exported[task], formats=("onnx",), quantize="int8")
+            export(load_checkpoint(checkpoint), exported[task], quantize="int8")
         return exported[task] / FILES[kind]
 
     return path
@@ -100,7 +100,9 @@ def test_served_prediction_equals_predict_step(artifacts, task, kind):
             expected = model.predict_step((*inputs, None), 0)
     with client_for(path) as client:
         response = client.post("/predict", json=body)
+        served_file = client.get("/metadata").json()
     assert response.status_code == 200, response.text
+    assert (served_file["artifact"], served_file["kind"]) == (path.name, kind)  # int8 ONNX is not reported as ONNX
     served = response.json()["predictions"]
     assert len(served) == len(inputs[0])
     for i, row in enumerate(served):

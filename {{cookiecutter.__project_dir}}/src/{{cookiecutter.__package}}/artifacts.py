@@ -22,7 +22,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -155,7 +155,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(model.eval(), Codec.from_dict(metadata["codec"]), metadata)
 
 
-def torch_predict(model: torch.nn.Module) -> Predict:
+class Predicts(Protocol):
+    """A torch model with the task contract's `predict`: a Task, or its int8 copy."""
+
+    def predict(self, *inputs: Any) -> dict[str, torch.Tensor]: ...
+
+
+def torch_predict(model: Predicts) -> Predict:
     def predict(inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
             return model.predict(*inputs)

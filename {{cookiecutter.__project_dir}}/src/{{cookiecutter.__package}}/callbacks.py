@@ -1,7 +1,7 @@
 """Callbacks every task shares: where a run writes, its config, learning curves, confusion matrix, predictions.
 
 The CLI adds them to every run, so a task only logs its metrics (`train_loss`, `val_loss`, `val_acc`, ...);
-a classifier's `test_confusion` metric becomes the confusion matrix, and the data's labels name the classes.
+a classifier's `test_confusion_matrix()` becomes a picture, and the data's labels name its classes.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 
-from .classification import ClassificationTask
 from .data.base import SplitDataModule
 from .plots import plot_confusion_matrix, plot_learning_curves
+from .task import Task
 
 
 def run_dir(trainer: Trainer) -> Path:
@@ -29,10 +29,16 @@ def run_dir(trainer: Trainer) -> Path:
     return Path(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
 
 
+def data_of(trainer: Trainer) -> SplitDataModule | None:
+    """The run's data module (Lightning sets `trainer.datamodule` when a run starts, but does not declare it)."""
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]
+    return datamodule if isinstance(datamodule, SplitDataModule) else None
+
+
 def data_labels(trainer: Trainer) -> list[str] | None:
     """The class names of the run's data, if it has any."""
-    datamodule = trainer.datamodule
-    return datamodule.labels if isinstance(datamodule, SplitDataModule) else None
+    datamodule = data_of(trainer)
+    return datamodule.labels if datamodule else None
 
 
 class SaveConfigToRunDir(SaveConfigCallback):
@@ -55,7 +61,8 @@ class LearningCurves(Callback):
         self.history: list[dict[str, float]] = []
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
-        if trainer.is_global_zero and trainer.global_step % trainer.log_every_n_steps == 0:
+        every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning at start, undeclared
+        if trainer.is_global_zero and trainer.global_step % every == 0:
             loss = outputs["loss"] if isinstance(outputs, dict) else outputs
             if loss is not None:
                 self.history.append({"step": trainer.global_step, "train_loss": float(loss)})
@@ -73,13 +80,12 @@ class LearningCurves(Callback):
 
 
 class ConfusionMatrixPlot(Callback):
-    """After `test`, draws the classifier's `test_confusion` (a torchmetrics ConfusionMatrix) as a PNG."""
+    """After `test`, draws a classifier's confusion matrix as a PNG."""
 
     def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not isinstance(pl_module, ClassificationTask) or not pl_module.test_confusion.update_called:
-            return
-        matrix = pl_module.test_confusion.compute().cpu()  # a collective under DDP: every rank takes part
-        if trainer.is_global_zero:
+        matrix = pl_module.test_confusion_matrix() if isinstance(pl_module, Task) else None  # on every rank
+        if matrix is not None and trainer.is_global_zero:
+            matrix = matrix.cpu()
             labels = data_labels(trainer) or [str(i) for i in range(len(matrix))]
             plot_confusion_matrix(matrix, labels, run_dir(trainer) / "confusion_matrix.png")
 
@@ -109,8 +115,8 @@ class PredictionWriter(BasePredictionWriter):
             header.append("label")
             predicted = columns["prediction"].flatten().tolist()
             rows = [[*row, labels[index]] for row, index in zip(rows, predicted, strict=True)]
-        datamodule = trainer.datamodule
-        texts = datamodule.shown_inputs() if isinstance(datamodule, SplitDataModule) else None
+        datamodule = data_of(trainer)
+        texts = datamodule.shown_inputs() if datamodule else None
         if texts and trainer.world_size == 1:  # under DDP each rank holds a share of the texts
             header.insert(0, "text")
             rows = [[text, *row] for text, row in zip(texts, rows, strict=False)]  # limit_predict_batches: fewer rows

@@ -7,21 +7,21 @@ does the rest for train, val and test. A batch is `(*inputs, target)`:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from . import ConfigError, require_positive
-from .task import Task
+from .task import BestCheckpoint, Task
 
 
 class ClassificationTask(Task):
     model: torch.nn.Module
     # What `best.ckpt` keeps: the epoch with the highest validation accuracy. The lowest val_loss can come
     # epochs earlier: once a classifier grows over-confident, its loss rises while its accuracy still improves.
-    best_checkpoint = ("val_acc", "max")
+    best_checkpoint: ClassVar[BestCheckpoint] = ("val_acc", "max")
 
     def __init__(self, num_classes: int, lr: float, weight_decay: float = 0.0) -> None:
         super().__init__()
@@ -60,6 +60,10 @@ class ClassificationTask(Task):
         if stage == "test":
             self.test_confusion.update(predicted, target)
         return loss
+
+    def test_confusion_matrix(self) -> torch.Tensor | None:
+        # compute() is a collective under DDP: every rank takes part
+        return self.test_confusion.compute() if self.test_confusion.update_called else None
 
     def configure_optimizers(self) -> Any:
         """AdamW with the task's `lr` and `weight_decay`, and a one-cycle schedule: warm up, then anneal to ~0."""

@@ -87,7 +87,7 @@ class RoadmapCLI(LightningCLI):
         config.data.init_args.predict_file = given.get("--text_file")
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        assert isinstance(self.model, Task)  # the parser accepts Task subclasses only
+        assert isinstance(self.model, Task) and self.subcommand is not None  # the parser accepts Task subclasses only
         config = self.config[self.subcommand]
         self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand, self.model)
         return super().instantiate_trainer(**kwargs)
@@ -114,7 +114,8 @@ class RoadmapCLI(LightningCLI):
     def _report(self) -> None:
         """Say where this run's files are: checkpoints, config, pictures, predictions."""
         folder = run_dir(self.trainer)
-        if self.trainer.is_global_zero and folder.exists() and not self.trainer.fast_dev_run:
+        fast_dev_run = self.config[self.subcommand].trainer.fast_dev_run
+        if self.trainer.is_global_zero and folder.exists() and not fast_dev_run:
             candidates = [*folder.glob("*"), *folder.glob("checkpoints/*")]
             files = sorted(str(p.relative_to(folder)) for p in candidates if p.is_file() and p.suffix in ARTIFACTS)
             print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  " + "\n  ".join(files), flush=True)

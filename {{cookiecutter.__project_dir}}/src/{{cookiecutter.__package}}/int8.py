@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import torch
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from torch import nn
 
+# torchao and onnxruntime.quantization take a second to import; they are imported where they are used, so
+# that training, which loads trained files through artifacts.py, never pays for them.
 # torchao registers an Enum with torch's pytree on import, which this torch logs as deprecated: chatter, not news.
 logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
-from torchao.quantization import Int8WeightOnlyConfig, quantize_  # noqa: E402
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -81,19 +81,11 @@ def is_linear(module: nn.Module, name: str) -> bool:
 
 def quantize_int8(model: M) -> M:
     """The model with int8 weights, in place: linear layers through torchao, embeddings through Int8Embedding."""
+    from torchao.quantization import Int8WeightOnlyConfig, quantize_
+
     quantize_(model, Int8WeightOnlyConfig(set_inductor_config=False), filter_fn=is_linear)
     swap_embeddings(model)
     return model.eval()
-
-
-class Feeds(CalibrationDataReader):
-    """Batches of model inputs as ONNX Runtime feeds (input name -> array), for static quantization."""
-
-    def __init__(self, names: list[str], batches: Iterable[tuple[torch.Tensor, ...]]) -> None:
-        self.feeds = iter([{name: t.numpy() for name, t in zip(names, batch, strict=True)} for batch in batches])
-
-    def get_next(self) -> dict | None:
-        return next(self.feeds, None)
 
 
 def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.Tensor, ...]]) -> None:
@@ -105,23 +97,36 @@ def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.
     LSTM and Gather (embedding) kernels are fast and need no data: everything else is quantized dynamically.
     """
     import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     model = onnx.load(str(source))  # read once: onnxruntime.quantization takes the loaded model too
     # onnxruntime logs a hint to run its model pre-processing first; measured on the CNN, it did not help.
     logging.disable(logging.WARNING)
     try:
-        if any(node.op_type == "Conv" for node in model.graph.node):
-            names = [arg.name for arg in model.graph.input]
-            quantize_static(
-                model,
-                target,
-                Feeds(names, calibration),
-                quant_format=QuantFormat.QDQ,
-                per_channel=True,
-                weight_type=QuantType.QInt8,
-                activation_type=QuantType.QUInt8,
-            )
-        else:
+        if not any(node.op_type == "Conv" for node in model.graph.node):
             quantize_dynamic(model, target, weight_type=QuantType.QInt8, per_channel=True)
+            return
+        names = [arg.name for arg in model.graph.input]
+        feeds = ({name: t.numpy() for name, t in zip(names, batch, strict=True)} for batch in calibration)
+
+        class Feeds(CalibrationDataReader):  # the calibration batches, as ONNX Runtime reads them
+            def get_next(self) -> dict | None:
+                return next(feeds, None)
+
+        quantize_static(
+            model,
+            target,
+            Feeds(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
     finally:
         logging.disable(logging.NOTSET)

@@ -54,7 +54,9 @@ def plot_confusion_matrix(matrix: torch.Tensor, labels: list[str], path: Path) -
     for i in range(n):
         for j in range(n):
             value = int(matrix[i, j])
-            ax.text(j, i, value, ha="center", va="center", fontsize=8, color="white" if value > threshold else "black")
+            ax.text(
+                j, i, str(value), ha="center", va="center", fontsize=8, color="white" if value > threshold else "black"
+            )
     accuracy = matrix.diag().sum() / matrix.sum().clamp(min=1)
     ax.set_title(f"test accuracy {accuracy:.2%}")
     fig.tight_layout()

@@ -27,12 +27,10 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
-from torchao.quantization import quantize_
-from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
 
 from . import ConfigError
 from .artifacts import Checkpoint, Predict, load_checkpoint, torch_predict, write_metadata
-from .callbacks import run_dir
+from .callbacks import data_of, run_dir
 from .data.base import SplitDataModule
 from .int8 import SCHEME, is_linear, quantize_int8
 from .task import Task
@@ -101,10 +99,10 @@ class PostTrainingQuantization(Callback):
     """At the end of fit: the best checkpoint's model with int8 weights, in the run folder, scored on the test split."""
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        checkpoint, datamodule = trainer.checkpoint_callback, trainer.datamodule
+        checkpoint, datamodule = trainer.checkpoint_callback, data_of(trainer)
         if not trainer.is_global_zero or not isinstance(checkpoint, ModelCheckpoint) or not checkpoint.best_model_path:
             return
-        assert isinstance(datamodule, SplitDataModule)  # every config's data module is one
+        assert datamodule is not None  # the CLI's data modules are SplitDataModules
         write_int8(load_checkpoint(checkpoint.best_model_path), run_dir(trainer), datamodule)
 
 
@@ -119,6 +117,9 @@ class QuantizationAwareTraining(PostTrainingQuantization):
     """
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        from torchao.quantization import quantize_  # after int8.py, which quiets torchao's import
+        from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
+
         weights = IntxFakeQuantizeConfig(torch.int8, "per_channel", is_symmetric=True)
         quantize_(pl_module, QATConfig(weight_config=weights, step="prepare"), filter_fn=has_channels_to_fake_quantize)
 

@@ -7,7 +7,8 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 - `input_names`: the names of those inputs, in order (the exported graph's input names);
 - `best_checkpoint`: which metric picks `best.ckpt`, and whether lower or higher is better;
 - `finish_onnx(model)`: an optional edit of the exported ONNX graph before it is written;
-- `_common_step(batch, stage)`: the loss and metrics of one batch, for train, val and test alike.
+- `_common_step(batch, stage)`: the loss and metrics of one batch, for train, val and test alike;
+- `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks).
 
 It also sets `example_input_array` (one batch of inputs): the model summary, export and the
 bfloat16 checks run it.
@@ -24,11 +25,14 @@ if TYPE_CHECKING:
     import onnx  # export imports it; training never needs it
 
 
+BestCheckpoint = tuple[str, Literal["min", "max"]]  # the metric that picks best.ckpt, and which way is better
+
+
 class Task(LightningModule):
-    best_checkpoint: ClassVar[tuple[str, Literal["min", "max"]]] = ("val_loss", "min")
+    best_checkpoint: ClassVar[BestCheckpoint] = ("val_loss", "min")
     input_names: ClassVar[tuple[str, ...]] = ("x",)
 
-    def predict(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(self, *inputs: Any) -> dict[str, torch.Tensor]:  # each task names its own tensor inputs
         raise NotImplementedError(f"{type(self).__name__} does not say what a prediction is")
 
     def finish_onnx(self, model: onnx.ModelProto) -> None:
@@ -36,6 +40,10 @@ class Task(LightningModule):
 
     def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
         raise NotImplementedError
+
+    def test_confusion_matrix(self) -> torch.Tensor | None:
+        """After `test`, a classifier's (true class, predicted class) counts, which callbacks.py draws; else None."""
+        return None
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")

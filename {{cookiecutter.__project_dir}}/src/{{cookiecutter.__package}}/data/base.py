@@ -8,8 +8,8 @@ the preprocessing that training uses and serving repeats; it is saved in every c
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, cast
 
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
@@ -17,11 +17,13 @@ from torch.utils.data import DataLoader, Dataset
 from .. import ConfigError, require_positive
 from .codec import Codec
 
+Examples = Dataset | Sequence  # a map-style dataset: a torch Dataset, or a plain list of examples
+
 
 class SplitDataModule(LightningDataModule):
-    train_set: Dataset
-    val_set: Dataset
-    test_set: Dataset
+    train_set: Examples
+    val_set: Examples
+    test_set: Examples
     codec: Codec
 
     def __init__(self, batch_size: int, num_workers: int = 0) -> None:
@@ -40,9 +42,9 @@ class SplitDataModule(LightningDataModule):
         """How a list of examples becomes a batch; None is the DataLoader's default (stack tensors)."""
         return None
 
-    def _loader(self, dataset: Dataset, shuffle: bool = False) -> DataLoader:
+    def _loader(self, dataset: Examples, shuffle: bool = False) -> DataLoader:
         return DataLoader(
-            dataset,
+            cast(Dataset, dataset),  # a list works as well: DataLoader indexes it
             batch_size=self.batch_size,
             shuffle=shuffle,
             collate_fn=self.collate(),

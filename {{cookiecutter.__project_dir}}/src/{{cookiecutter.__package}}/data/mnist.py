@@ -100,6 +100,7 @@ class GrayImageCodec(Codec):
 
 
 class MNISTDataModule(SplitDataModule):
+    codec: GrayImageCodec
     num_classes = 10
     input_shape = (1, SIZE, SIZE)
 
@@ -115,16 +116,17 @@ class MNISTDataModule(SplitDataModule):
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         require_positive(self, val_size=val_size)
+        self.data_dir, self.download, self.val_size, self.seed = data_dir, download, val_size, seed
         self.codec = GrayImageCodec(labels=[str(digit) for digit in range(10)])
         self._decoded = False
 
     def _dataset(self, train: bool, download: bool = False) -> MNIST:
         try:
-            return MNIST(self.hparams.data_dir, train=train, download=download)
+            return MNIST(self.data_dir, train=train, download=download)
         except RuntimeError as err:  # torchvision's "Dataset not found" or a failed download
-            raw = Path(self.hparams.data_dir, "MNIST", "raw")
+            raw = Path(self.data_dir, "MNIST", "raw")
             raise ConfigError(
-                f"data_dir {self.hparams.data_dir!r} has no MNIST files ({raw} needs the four IDX files) and "
+                f"data_dir {self.data_dir!r} has no MNIST files ({raw} needs the four IDX files) and "
                 f"{'the download failed: ' + str(err) if download else 'download is off'}; pass --data.download true "
                 f"when online, or copy train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
                 f"t10k-labels-idx1-ubyte into {raw}"
@@ -132,17 +134,17 @@ class MNISTDataModule(SplitDataModule):
 
     def prepare_data(self) -> None:
         for train in (True, False):
-            self._dataset(train, download=self.hparams.download)
+            self._dataset(train, download=self.download)
 
     def setup(self, stage: str | None = None) -> None:
         if self._decoded:  # fit, validate, test and export's calibration share the splits of one process
             return
         train, test = self._dataset(train=True), self._dataset(train=False)
-        if not 0 < self.hparams.val_size < len(train):
-            raise ConfigError(f"val_size must be between 1 and {len(train) - 1}, got {self.hparams.val_size}")
+        if not 0 < self.val_size < len(train):
+            raise ConfigError(f"val_size must be between 1 and {len(train) - 1}, got {self.val_size}")
         full = TensorDataset(self.codec.preprocess(train.data), train.targets)
-        n_val = self.hparams.val_size
-        generator = torch.Generator().manual_seed(self.hparams.seed)
+        n_val = self.val_size
+        generator = torch.Generator().manual_seed(self.seed)
         self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
         self.test_set = TensorDataset(self.codec.preprocess(test.data), test.targets)
         self._decoded = True

@@ -33,7 +33,7 @@ class PairRequest(Request):
     ) = Field(description="one point [a, b], or a list of them")
 
     def items(self) -> list[list[float]]:
-        return self.x if isinstance(self.x[0], list) else [self.x]  # type: ignore[list-item]
+        return self.x if isinstance(self.x[0], list) else [self.x]
 
 
 @dataclasses.dataclass(kw_only=True)
@@ -82,15 +82,22 @@ class LineDataModule(SplitDataModule):
                 "LineDataModule: need noise_std >= 0 and 0 < val_fraction + test_fraction < 1, got "
                 f"noise_std={noise_std}, val_fraction={val_fraction}, test_fraction={test_fraction}"
             )
+        self.slope, self.intercept, self.noise_std, self.x_range = slope, intercept, noise_std, x_range
+        self.num_samples, self.val_fraction, self.test_fraction, self.seed = (
+            num_samples,
+            val_fraction,
+            test_fraction,
+            seed,
+        )
         self.codec = NumberCodec()
 
     def setup(self, stage: str | None = None) -> None:
-        hp = self.hparams
-        generator = torch.Generator().manual_seed(hp.seed)
-        x = (torch.rand(hp.num_samples, 1, generator=generator) * 2 - 1) * hp.x_range  # (N, 1)
-        y = hp.slope * x + hp.intercept + hp.noise_std * torch.randn(hp.num_samples, 1, generator=generator)
-        n_val, n_test = int(hp.num_samples * hp.val_fraction), int(hp.num_samples * hp.test_fraction)
-        n_train = hp.num_samples - n_val - n_test
+        n = self.num_samples
+        generator = torch.Generator().manual_seed(self.seed)
+        x = (torch.rand(n, 1, generator=generator) * 2 - 1) * self.x_range  # (N, 1)
+        y = self.slope * x + self.intercept + self.noise_std * torch.randn(n, 1, generator=generator)
+        n_val, n_test = int(n * self.val_fraction), int(n * self.test_fraction)
+        n_train = n - n_val - n_test
         self.train_set = TensorDataset(x[:n_train], y[:n_train])
         self.val_set = TensorDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
         self.test_set = TensorDataset(x[n_train + n_val :], y[n_train + n_val :])
@@ -106,10 +113,11 @@ class XORDataModule(SplitDataModule):
         super().__init__(batch_size)
         self.save_hyperparameters()
         require_positive(self, repeats=repeats)
+        self.repeats = repeats
         self.codec = PairCodec()
 
     def setup(self, stage: str | None = None) -> None:
         x = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])  # (4, 2)
         y = torch.tensor([0, 1, 1, 0])
-        self.train_set = TensorDataset(x.repeat(self.hparams.repeats, 1), y.repeat(self.hparams.repeats))
+        self.train_set = TensorDataset(x.repeat(self.repeats, 1), y.repeat(self.repeats))
         self.val_set = self.test_set = TensorDataset(x, y)

@@ -93,7 +93,7 @@ class TextCodec(Codec):
     def collate(self, rows: list[Row] | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A DataLoader's list of rows -> one batch (token ids, lengths, labels); labels are None for bare texts."""
         if isinstance(rows[0], str):
-            return (*self.tokenize(rows), None)  # type: ignore[arg-type]
+            return (*self.tokenize(rows), None)
         texts, labels = zip(*rows, strict=True)
         return (*self.tokenize(list(texts)), torch.tensor(labels, dtype=torch.long))
 
@@ -141,10 +141,18 @@ class TextDataModule(SplitDataModule):
             )
         if dataset is None and not data_files:
             raise ConfigError("TextDataModule: give --data.dataset (a Hub name or a folder) or --data.data_files")
+        self.dataset, self.data_files, self.text_column, self.label_column = (
+            dataset,
+            data_files,
+            text_column,
+            label_column,
+        )
+        self.label_names, self.min_frequency, self.val_size, self.seed = list(labels), min_frequency, val_size, seed
+        self.predict_texts, self.predict_file = predict_texts, predict_file  # what `predict` classifies, if given
         self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
         self.vocab_size = vocab_size
         self.max_length = max_length
-        self.predict_texts: list[str] = []
+        self.texts_to_predict: list[str] = []
         # The codec comes with the tokenizer: trained in setup() on the train split, or restored from a checkpoint.
 
     # ---- loading ----------------------------------------------------------------------------------
@@ -154,30 +162,30 @@ class TextDataModule(SplitDataModule):
         import datasets  # imported here: it takes a second, and only text tasks need it
 
         datasets.disable_progress_bars()
-        files = self.hparams.data_files
+        files = self.data_files
         try:
             if files:
                 suffixes = {Path(path).suffix for path in files.values()}
                 if len(suffixes) != 1 or (suffix := suffixes.pop()) not in FORMATS:
                     raise ConfigError(f"data_files must all be one of {sorted(FORMATS)}, got {sorted(files.values())}")
                 return datasets.load_dataset(FORMATS[suffix], data_files=dict(files))
-            return datasets.load_dataset(self.hparams.dataset)
+            return datasets.load_dataset(self.dataset)
         except ConfigError:
             raise
         except Exception as err:  # no such dataset or file, no network, a file that does not parse
-            source = dict(files) if files else repr(self.hparams.dataset)
+            source = dict(files) if files else repr(self.dataset)
             raise ConfigError(
                 f"could not load the text data {source}: {type(err).__name__}: {err}. Offline, point --data.dataset "
                 "at a folder with train.csv (and validation.csv, test.csv) or pass --data.data_files"
             ) from None
 
     def prepare_data(self) -> None:
-        if self.hparams.predict_texts is None and self.hparams.predict_file is None:
+        if self.predict_texts is None and self.predict_file is None:
             self._load()  # download once, on one process; setup() reads the cache
 
     def setup(self, stage: str | None = None) -> None:
-        if stage == "predict" and (self.hparams.predict_texts is not None or self.hparams.predict_file is not None):
-            self.predict_texts = self._texts_to_predict()
+        if stage == "predict" and (self.predict_texts is not None or self.predict_file is not None):
+            self.texts_to_predict = self._read_texts_to_predict()
             return
         splits = self._load()
         if "train" not in splits:
@@ -186,20 +194,20 @@ class TextDataModule(SplitDataModule):
         if "validation" in splits:
             val = self._rows(splits["validation"], "validation")
         else:  # a seeded share of train, the same on every run and every rank
-            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.hparams.seed)).tolist()
-            n_val = max(1, round(self.hparams.val_size * len(train)))
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed)).tolist()
+            n_val = max(1, round(self.val_size * len(train)))
             val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
         self.train_set, self.val_set = train, val
         self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
         if not hasattr(self, "codec"):  # a checkpoint's codec, when there is one, replaces this after setup
             texts = [text for text, _ in train]
-            tokenizer = train_tokenizer(texts, self.vocab_size, self.hparams.min_frequency, self.max_length)
-            labels = list(self.hparams.labels)
+            tokenizer = train_tokenizer(texts, self.vocab_size, self.min_frequency, self.max_length)
+            labels = self.label_names
             self.codec = TextCodec(tokenizer=tokenizer.to_str(), max_length=self.max_length, labels=labels)
 
     def _rows(self, split, name: str) -> list[Row]:
         """(text, class index) pairs of one split; rows without text are dropped with a warning."""
-        text_column, label_column = self.hparams.text_column, self.hparams.label_column
+        text_column, label_column = self.text_column, self.label_column
         missing = [column for column in (text_column, label_column) if column not in split.column_names]
         if missing:
             raise ConfigError(
@@ -216,20 +224,20 @@ class TextDataModule(SplitDataModule):
         return kept
 
     def _class_index(self, label: Any, split: str) -> int:
-        names = list(self.hparams.labels)
+        names = self.label_names
         if isinstance(label, str) and label in names:
             return names.index(label)
         if isinstance(label, int) and not isinstance(label, bool) and 0 <= label < self.num_classes:
             return label
         raise ConfigError(
-            f"the {split} split has label {label!r} in column {self.hparams.label_column!r}; labels must be class "
+            f"the {split} split has label {label!r} in column {self.label_column!r}; labels must be class "
             f"indices 0..{self.num_classes - 1} or one of the names {names}. Set --data.labels to the class names"
         )
 
-    def _texts_to_predict(self) -> list[str]:
-        texts = list(self.hparams.predict_texts or [])
-        if self.hparams.predict_file is not None:
-            path = Path(self.hparams.predict_file)
+    def _read_texts_to_predict(self) -> list[str]:
+        texts = list(self.predict_texts or [])
+        if self.predict_file is not None:
+            path = Path(self.predict_file)
             if not path.is_file():
                 raise ConfigError(f"--text_file {path}: no such file; give a text file with one text per line")
             texts += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -237,7 +245,7 @@ class TextDataModule(SplitDataModule):
         if empty:
             raise ConfigError(f"text {empty[0]} to predict is empty; give each --text some words")
         if not texts:
-            raise ConfigError(f"--text_file {self.hparams.predict_file} holds no text; write one text per line")
+            raise ConfigError(f"--text_file {self.predict_file} holds no text; write one text per line")
         return texts
 
     # ---- batching ---------------------------------------------------------------------------------
@@ -253,14 +261,14 @@ class TextDataModule(SplitDataModule):
         return super().test_dataloader()
 
     def predict_dataloader(self):
-        if not self.predict_texts:
+        if not self.texts_to_predict:
             return self.test_dataloader()
-        loader = self._loader(self.predict_texts)  # refuses to go on without a trained tokenizer
-        ids, _ = self.codec.tokenize(self.predict_texts)
+        loader = self._loader(self.texts_to_predict)  # refuses to go on without a trained tokenizer
+        ids, _ = self.codec.tokenize(self.texts_to_predict)
         unknown = [i + 1 for i, known in enumerate((ids > 1).sum(dim=1).tolist()) if known == 0]  # 0, 1: [PAD], [UNK]
         if unknown:
             rank_zero_warn(f"text {unknown[0]} to predict has no word the tokenizer knows: its prediction is a guess")
         return loader
 
     def shown_inputs(self) -> list[str] | None:
-        return self.predict_texts or None
+        return self.texts_to_predict or None

@@ -25,6 +25,7 @@ class LinearRegression(Task):
         super().__init__()
         self.save_hyperparameters()
         require_positive(self, lr=lr)
+        self.lr = lr
         self.model = nn.Linear(1, 1)  # y = weight * x + bias
         self.example_input_array = torch.zeros(4, 1)  # (N, 1)
 
@@ -58,4 +59,4 @@ class LinearRegression(Task):
         return {"x": x, **self.predict(x), "target": y}  # x too: a prediction of y means little without it
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.SGD(self.parameters(), lr=self.lr)

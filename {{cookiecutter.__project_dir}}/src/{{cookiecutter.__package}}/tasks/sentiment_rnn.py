@@ -96,12 +96,13 @@ def run_each_direction(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Ten
     def reverse(x: torch.Tensor) -> torch.Tensor:
         return x.gather(1, mirror[..., None].expand_as(x))
 
+    cell = nn.LSTM if isinstance(rnn, nn.LSTM) else nn.GRU
     for layer in range(rnn.num_layers):
         directions = []
         for suffix in ("", "_reverse")[: 1 + rnn.bidirectional]:
             weights = {f"{name}_l0": getattr(rnn, f"{name}_l{layer}{suffix}") for name in RNN_WEIGHTS}
             with torch.device("meta"):  # a shell: functional_call runs it with the weights above
-                one_way = type(rnn)(inputs.shape[-1], rnn.hidden_size, batch_first=True)
+                one_way = cell(inputs.shape[-1], rnn.hidden_size, batch_first=True)
             outputs, _ = torch.func.functional_call(one_way, weights, (reverse(inputs) if suffix else inputs,))
             directions.append(reverse(outputs) if suffix else outputs)
         inputs = torch.cat(directions, dim=-1)

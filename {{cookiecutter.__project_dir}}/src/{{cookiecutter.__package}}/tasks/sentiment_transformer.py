@@ -67,6 +67,7 @@ class SentimentTransformer(nn.Module):
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
         self.scale = math.sqrt(d_model)
+        self.positions: torch.Tensor  # (max_length, d_model), the same for every review: a buffer, not a weight
         self.register_buffer("positions", sinusoidal_positions(max_length, d_model), persistent=False)
         self.word_dropout = word_dropout
         self.embedding_dropout = nn.Dropout(embedding_dropout)
