@@ -78,16 +78,19 @@ def latency_worker(export_dir: str, checkpoint: str, rounds: int, calls: int) ->
     import io
 
     import torch
-    from roadmap_project.artifacts import load_checkpoint, read_metadata  # the default bake's package
-    from roadmap_project.quantize import load_int8
-    from roadmap_project.serve.predictor import onnx_predict, torch_predict
+    from roadmap_project.artifacts import (  # the default bake's package
+        load_checkpoint,
+        load_int8,
+        onnx_predict,
+        read_metadata,
+        torch_predict,
+    )
 
     torch.set_num_threads(1)
     folder = Path(export_dir)
     trained = load_checkpoint(checkpoint)
-    datamodule = trained.datamodule
-    items = datamodule.request_model(**datamodule.example_request).items()[:1]
-    inputs = datamodule.request_inputs(items)
+    codec = trained.codec
+    inputs = codec.encode(codec.request_model(**codec.example_request).items()[:1])
     runs = {
         "float32": torch_predict(trained.model),
         "onnx": onnx_predict(folder / "model.onnx", threads=1),
@@ -174,8 +177,8 @@ class LitServeAPI(ls.LitAPI):
         self.trained = load_checkpoint(self.checkpoint)
 
     def decode_request(self, request: dict):
-        datamodule = self.trained.datamodule
-        return datamodule.request_inputs(datamodule.request_model(**request).items())
+        codec = self.trained.codec
+        return codec.encode(codec.request_model(**request).items())
 
     def batch(self, inputs):
         import torch
@@ -194,7 +197,7 @@ class LitServeAPI(ls.LitAPI):
         return [{k: v[s : s + n] for k, v in outputs.items()} for s, n in zip(starts, self.sizes, strict=True)]
 
     def encode_response(self, outputs):
-        return {"predictions": self.trained.datamodule.response_rows(outputs, self.trained.metadata["labels"])}
+        return {"predictions": self.trained.codec.decode(outputs)}
 
 
 def litserve_main(checkpoint: str, port: int) -> None:
@@ -287,8 +290,8 @@ def in_process_rps(project: Path, checkpoint: Path, seconds: float = 5.0) -> flo
     code = (
         "import sys, time, torch; torch.set_num_threads(1)\n"
         "from roadmap_project.artifacts import load_checkpoint\n"
-        f"t = load_checkpoint({str(checkpoint)!r}); d = t.datamodule\n"
-        "x = d.request_inputs(d.request_model(**d.example_request).items()[:1])\n"
+        f"t = load_checkpoint({str(checkpoint)!r}); c = t.codec\n"
+        "x = c.encode(c.request_model(**c.example_request).items()[:1])\n"
         "n, start = 0, time.perf_counter()\n"
         "with torch.inference_mode():\n"
         f"    while time.perf_counter() - start < {seconds}: t.model.predict(*x); n += 1\n"
@@ -305,7 +308,7 @@ def server_benchmark(project: Path, task: str, quick: bool) -> dict:
     sys.path.insert(0, str(project / "src"))
     from roadmap_project.artifacts import load_checkpoint
 
-    example = load_checkpoint(checkpoint).datamodule.example_request
+    example = load_checkpoint(checkpoint).codec.example_request
     ((field, values),) = example.items()
     body = {field: values[0]}
     counts = {c: (60 if quick else 400) * (1 if c == 1 else 2) for c in CONCURRENCY}

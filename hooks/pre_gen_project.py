@@ -11,6 +11,7 @@ import json
 import keyword
 import re
 import sys
+from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")  # a raw string: any name survives as data
 PROJECT = ANSWERS["project"]
@@ -21,8 +22,9 @@ LOGGER = ANSWERS["logger"]
 PYTHON = ANSWERS["python_version"]
 
 MAX_LENGTH = 64
-LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
-PYTHONS = ("3.10", "3.11", "3.12", "3.13")
+# The choice lists are the template's own: cookiecutter.json in the template folder being baked.
+CHOICES = json.loads((Path(ANSWERS["_repo_dir"]) / "cookiecutter.json").read_text())
+LOGGERS, PYTHONS = CHOICES["logger"], CHOICES["python_version"]
 # Importing any of these by name must keep working inside the generated project.
 DEPENDENCIES = {
     "torch",

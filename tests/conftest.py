@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from pathlib import Path
 import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[1]
-TASKS = ("linear_regression", "xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer")
-LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
+QUESTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+TASKS = tuple(key.removeprefix("include_") for key in QUESTIONS if key.startswith("include_"))
+LOGGERS = tuple(QUESTIONS["logger"])
 PACKAGE = "roadmap_project"  # derived from the default project name, roadmap-project
 
 

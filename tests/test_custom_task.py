@@ -35,5 +35,5 @@ def test_adding_a_task_as_the_readme_says_trains_and_passes_the_generic_tests(ba
         "tests/test_scale.py": 2,  # bf16-mixed, bf16-true
         "tests/test_export.py": 1,  # ONNX and .pt2 against eager
         "tests/test_quantize.py": 4,  # post-training, quantization-aware, int8 weights, int8 ONNX
-        "tests/test_serve.py": 7,  # served = predict_step from checkpoint, ONNX, both int8; health; batches; bad input
+        "tests/test_serve.py": 8,  # served = predict_step from .ckpt, ONNX, both int8, .pt2; health; batches; bad input
     }, tests.stdout[-3000:]

@@ -20,7 +20,6 @@ import os
 import sys
 import warnings
 from pathlib import Path
-
 from typing import Any
 
 import torch
@@ -33,8 +32,8 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import ConfigError
 from .artifacts import RUNS_DIR, find_checkpoint, task_name
-from .data.base import SplitDataModule
 from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
+from .data.base import SplitDataModule
 from .hardware import check_hardware
 from .task import Task
 

@@ -53,7 +53,7 @@ class SentimentRNN(nn.Module):
         require_probability(self, dropout=dropout)
         self.embedding = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         # Small initial word vectors (std 0.1, not PyTorch's 1) with heavy dropout on them: the model then
-        # peaks in 2-3 epochs, and about 1 point higher on rotten_tomatoes.
+        # peaks within a few epochs, and higher on rotten_tomatoes (README: Benchmarks).
         nn.init.normal_(self.embedding.weight, std=0.1)
         with torch.no_grad():
             self.embedding.weight[PAD_ID].zero_()
