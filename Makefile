@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := build/demo
 DEMO_PORT ?= 8765
 
-.PHONY: demo test bench bench-training bench-sentiment bench-scale bench-deploy lint clean
+.PHONY: demo test bench bench-training bench-sentiment bench-scale bench-deploy bench-gan lint clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ demo: $(VENV)/installed
 test: $(VENV)/installed
 	$(BIN)/pytest tests
 
-bench: bench-training bench-sentiment bench-scale bench-deploy
+bench: bench-training bench-sentiment bench-scale bench-deploy bench-gan
 
 bench-training: $(VENV)/installed
 	$(BIN)/python benchmarks/training.py
@@ -49,6 +49,9 @@ bench-scale: $(VENV)/installed
 
 bench-deploy: $(VENV)/installed
 	$(BIN)/python benchmarks/deploy.py
+
+bench-gan: $(VENV)/installed
+	$(BIN)/python benchmarks/gan.py
 
 lint: $(VENV)/installed
 	$(BIN)/ruff check hooks tests benchmarks

@@ -14,12 +14,14 @@ SELECTED = {task for task in TASKS if ANSWERS[f"include_{task}"] == "yes"}
 PACKAGE = f"src/{ANSWERS['__package']}"
 SHARED = {
     f"{PACKAGE}/data/synthetic.py": {"linear_regression", "xor"},
-    f"{PACKAGE}/data/mnist.py": {"mnist_cnn"},
+    f"{PACKAGE}/data/mnist.py": {"mnist_cnn", "gan"},
+    f"{PACKAGE}/data/noise.py": {"gan"},
+    f"{PACKAGE}/judge.py": {"gan"},
     f"{PACKAGE}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
-    f"{PACKAGE}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer"},
+    f"{PACKAGE}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "gan"},
 }
 
 

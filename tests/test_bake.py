@@ -61,12 +61,14 @@ ALWAYS = {
 # A shared file is there when any task that needs it is.
 SHARED = {
     f"{SRC}/data/synthetic.py": {"linear_regression", "xor"},
-    f"{SRC}/data/mnist.py": {"mnist_cnn"},
+    f"{SRC}/data/mnist.py": {"mnist_cnn", "gan"},
+    f"{SRC}/data/noise.py": {"gan"},
+    f"{SRC}/judge.py": {"gan"},
     f"{SRC}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
-    f"{SRC}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer"},
+    f"{SRC}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "gan"},
 }
 TEXT_TASKS = {"sentiment_rnn", "sentiment_transformer"}
 
@@ -107,7 +109,7 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     dependencies = " ".join(pyproject["project"]["dependencies"])
     assert pyproject["project"]["name"] == "roadmap-project"
     assert pyproject["project"]["scripts"] == {"roadmap-project": f"{PACKAGE}.cli:main"}
-    assert ("torchvision" in dependencies) == ("mnist_cnn" in tasks)
+    assert ("torchvision" in dependencies) == bool({"mnist_cnn", "gan"} & set(tasks))
     assert ("datasets" in dependencies) == ("tokenizers" in dependencies) == bool(TEXT_TASKS & set(tasks))
     logger_package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning")
     assert logger_package in dependencies

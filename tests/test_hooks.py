@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import TEMPLATE, answers
+from conftest import QUESTIONS, TEMPLATE, answers
 
 REFUSED = [
     ({"project": ""}, "project name is empty"),
@@ -74,3 +75,16 @@ def test_cookiecutter_command_line_prints_one_clear_line_and_writes_nothing(tmp_
     assert done.returncode != 0
     assert "ERROR: package name 'torch' would shadow the module 'torch'" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_hooks_choice_lists_are_cookiecutter_jsons():
+    """The hook keeps its own copy of the logger and Python choices (it runs where cookiecutter.json is not)."""
+    hook = ast.parse((TEMPLATE / "hooks" / "pre_gen_project.py").read_text())
+    lists = {
+        node.targets[0].id: ast.literal_eval(node.value)
+        for node in hook.body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id in ("LOGGERS", "PYTHONS")
+    }
+    assert lists == {"LOGGERS": tuple(QUESTIONS["logger"]), "PYTHONS": tuple(QUESTIONS["python_version"])}

@@ -7,7 +7,7 @@ import socket
 from pathlib import Path
 
 import pytest
-{%- if cookiecutter.include_mnist_cnn == "yes" %}
+{%- if cookiecutter.__mnist_data == "yes" %}
 import torch
 {%- endif %}
 import yaml
@@ -16,6 +16,20 @@ from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
+TASKS = [config.stem for config in CONFIGS]
+# The tests of shared machinery (resume, options, the server's limits) run on the quickest task this project has.
+BY_SPEED = ("xor", "linear_regression", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "gan")
+
+
+def speed(task: str) -> int:
+    return BY_SPEED.index(task) if task in BY_SPEED else len(BY_SPEED)  # a task of your own comes last
+
+
+QUICKEST = min(TASKS, key=speed)
+# Tasks that step their own optimizers (Lightning's manual optimization, a GAN's two): Lightning refuses the Trainer's
+# gradient clipping and accumulation for them.
+MANUAL_OPTIMIZATION = {"gan"}
+AUTOMATIC = sorted((task for task in TASKS if task not in MANUAL_OPTIMIZATION), key=speed)
 {%- if text_tasks %}
 REVIEWS = PROJECT_ROOT / "tests" / "data" / "reviews"  # a tiny movie-review corpus: train.csv, test.csv
 {%- endif %}
@@ -54,7 +68,7 @@ def run_cli(workdir: Path, data_args: dict[str, list[str]]):
         return run(cli_args(subcommand, task, data_args, *args))
 
     return invoke
-{%- if cookiecutter.include_mnist_cnn == "yes" %}
+{%- if cookiecutter.__mnist_data == "yes" %}
 
 
 def write_idx(path: Path, tensor: torch.Tensor) -> None:
@@ -97,10 +111,10 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def data_args({% if cookiecutter.include_mnist_cnn == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
+def data_args({% if cookiecutter.__mnist_data == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
     """Options a data module needs to run offline in a test, by data module class: every task on it gets them."""
     offline = {}
-{%- if cookiecutter.include_mnist_cnn == "yes" %}
+{%- if cookiecutter.__mnist_data == "yes" %}
     mnist = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
     offline["MNISTDataModule"] = mnist
 {%- endif %}

@@ -3,7 +3,7 @@
     --trainer.callbacks+=rank_probe.RankProbe   (with tests/ on PYTHONPATH)
 
 Each rank writes `rank_probe/rank<global rank>.pt` in the working folder: its rank, world size and node
-rank, the global step, the logged metrics and the model's weights.
+rank, the global step and the number of optimizers, the logged metrics and the model's weights.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ class RankProbe(Callback):
             "world_size": trainer.world_size,
             "node_rank": trainer.node_rank,
             "global_step": trainer.global_step,
+            "optimizers": len(trainer.optimizers),
             "metrics": {name: float(value) for name, value in trainer.callback_metrics.items() if value.numel() == 1},
             "weights": {name: tensor.detach().cpu() for name, tensor in pl_module.state_dict().items()},
         }

@@ -9,12 +9,10 @@ import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import CONFIGS
+from conftest import TASKS
 
 from {{ cookiecutter.__package }}.artifacts import load_checkpoint
 from {{ cookiecutter.__package }}.cli import main
-
-TASKS = [config.stem for config in CONFIGS]
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:

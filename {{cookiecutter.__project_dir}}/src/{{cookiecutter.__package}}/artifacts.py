@@ -96,7 +96,7 @@ class Checkpoint:
     def datamodule(self) -> SplitDataModule:
         """The data the model was trained on (for int8 calibration and scores), read through its own codec."""
         datamodule = import_class(self.metadata["data_class"])(**self.metadata["data_args"])
-        datamodule.load_state_dict({"codec": self.metadata["codec"]})
+        datamodule.load_state_dict({"codec": self.metadata.get("data_codec", self.metadata["codec"])})
         return datamodule
 
 
@@ -115,26 +115,34 @@ class Trained:
         return self.metadata["model_version"]
 
 
-def describe(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The metadata of a checkpoint: what rebuilds the model and its codec, the labels, and a version name."""
+def describe(checkpoint: dict[str, Any], codec: Codec, data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The metadata of a checkpoint: what rebuilds the model, its codec (and the data's, where they differ),
+    the labels, and a version name."""
     model_args, data_args = checkpoint["hyper_parameters"], checkpoint["datamodule_hyper_parameters"]
-    data_class = data_args["_class_path"]
-    codec = checkpoint.get(data_class.rsplit(".", 1)[-1], {}).get("codec")  # Lightning keys it by the class name
-    if codec is None:
-        raise ConfigError(f"{path} holds no codec (the data's preprocessing); it was written by an older version")
     task = task_name(model_args["_class_path"])
     epoch, step = checkpoint.get("epoch"), checkpoint.get("global_step")
+    served = codec.to_dict()
     return {
         "task": task,
         "model_class": model_args["_class_path"],
         "model_args": init_arguments(model_args),
-        "data_class": data_class,
+        "data_class": data_args["_class_path"],
         "data_args": init_arguments(data_args),
-        "codec": codec,
-        "labels": codec["init_args"].get("labels"),
+        "codec": served,
+        **({} if data == served else {"data_codec": data}),
+        "labels": codec.labels,
         "model_version": f"{task}-epoch{epoch}-step{step}-{file_digest(path)}",
         "checkpoint": str(path),
     }
+
+
+def data_codec(checkpoint: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The codec the data module saved in the checkpoint (Lightning keys a data module's state by its class name)."""
+    class_name = checkpoint["datamodule_hyper_parameters"]["_class_path"].rsplit(".", 1)[-1]
+    codec = checkpoint.get(class_name, {}).get("codec")
+    if codec is None:
+        raise ConfigError(f"{path} holds no codec (the data's preprocessing); it was written by an older version")
+    return codec
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
@@ -149,10 +157,12 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     for key in ("hyper_parameters", "datamodule_hyper_parameters"):
         if "_class_path" not in checkpoint.get(key, {}):
             raise ConfigError(f"{path} was not written by this project's CLI: it names no model and data module class")
-    metadata = describe(checkpoint, path)
-    model = build_task(metadata)
+    model_args = checkpoint["hyper_parameters"]
+    model = import_class(model_args["_class_path"])(**init_arguments(model_args))
     model.load_state_dict(checkpoint["state_dict"])
-    return Checkpoint(model.eval(), Codec.from_dict(metadata["codec"]), metadata)
+    data = data_codec(checkpoint, path)
+    codec = model.serving_codec(Codec.from_dict(data))
+    return Checkpoint(model.eval(), codec, describe(checkpoint, codec, data, path))
 
 
 class Predicts(Protocol):
@@ -208,8 +218,8 @@ def program_predict(path: Path, output_names: list[str]) -> Predict:
 
 def load_int8(path: Path, metadata: dict[str, Any]) -> Task:
     """The int8 model saved as model_int8.pt: the task rebuilt from the metadata, quantized, then its weights loaded."""
+    model = quantize_int8(build_task(metadata))  # first: it imports torchao, whose int8 tensors the file holds
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    model = quantize_int8(build_task(metadata))
     model.load_state_dict(saved["state_dict"], assign=True)
     return model.eval()
 

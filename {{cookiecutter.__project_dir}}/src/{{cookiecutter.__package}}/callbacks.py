@@ -10,13 +10,16 @@ import csv
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+from PIL import Image
 
-from .data.base import SplitDataModule
-from .plots import plot_confusion_matrix, plot_learning_curves
+from .data.base import data_module_of
+from .plots import image_grid, plot_confusion_matrix, plot_learning_curves, save_png
 from .task import Task
 
 
@@ -29,15 +32,9 @@ def run_dir(trainer: Trainer) -> Path:
     return Path(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
 
 
-def data_of(trainer: Trainer) -> SplitDataModule | None:
-    """The run's data module (Lightning sets `trainer.datamodule` when a run starts, but does not declare it)."""
-    datamodule = trainer.datamodule  # type: ignore[attr-defined]
-    return datamodule if isinstance(datamodule, SplitDataModule) else None
-
-
 def data_labels(trainer: Trainer) -> list[str] | None:
     """The class names of the run's data, if it has any."""
-    datamodule = data_of(trainer)
+    datamodule = data_module_of(trainer)
     return datamodule.labels if datamodule else None
 
 
@@ -55,19 +52,27 @@ class SaveConfigToRunDir(SaveConfigCallback):
 
 
 class LearningCurves(Callback):
-    """Records `train_loss` every `log_every_n_steps` and every `val_*` metric each epoch; plots them after fit."""
+    """Records the training losses every `log_every_n_steps` and every `val_*` metric each epoch; plots them after fit.
+
+    The training losses are what `training_step` returns: its loss as `train_loss`, and when it returns a dict,
+    every other scalar in it as `train_<key>` (a GAN's `d_loss` becomes `train_d_loss`).
+    """
 
     def __init__(self) -> None:
         self.history: list[dict[str, float]] = []
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
         every = trainer.log_every_n_steps  # type: ignore[attr-defined]  # set by Lightning at start, undeclared
-        if trainer.is_global_zero and trainer.global_step % every == 0:
-            loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-            if loss is not None:
-                self.history.append({"step": trainer.global_step, "train_loss": float(loss)})
+        if not trainer.is_global_zero or trainer.global_step % every or outputs is None:
+            return
+        losses = outputs if isinstance(outputs, dict) else {"loss": outputs}
+        scalars = {
+            key: value for key, value in losses.items() if isinstance(value, torch.Tensor) and value.numel() == 1
+        }
+        row = {"train_loss" if key == "loss" else f"train_{key}": float(value) for key, value in scalars.items()}
+        self.history.append({"step": trainer.global_step, **row})
 
-    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:  # after epoch-end logging
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_") and v.numel() == 1}
@@ -77,6 +82,24 @@ class LearningCurves(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.history:
             plot_learning_curves(self.history, run_dir(trainer) / "learning_curves.png")
+
+
+class SameBuffersOnEveryRank(Callback):
+    """Under DDP, every rank takes global rank 0's buffers (BatchNorm's running statistics) before it validates or
+    tests. Each rank updates its own on its own batches, so without this the ranks would evaluate slightly different
+    models, and none of them exactly the one that rank 0 saves."""
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.take_rank_zeros_buffers(trainer, pl_module)
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.take_rank_zeros_buffers(trainer, pl_module)
+
+    @staticmethod
+    def take_rank_zeros_buffers(trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.world_size > 1:
+            for buffer in pl_module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
 
 
 class ConfusionMatrixPlot(Callback):
@@ -94,7 +117,8 @@ class PredictionWriter(BasePredictionWriter):
     """Writes what `predict_step` returns (a dict of equal-length tensors) to `predictions.csv` in the run folder.
 
     A `label` column names each prediction when the data module has `labels`. When it classified raw
-    texts (`predict --text ...`), the text leads each row, and the rows are printed as well.
+    texts (`predict --text ...`), the text leads each row, and the rows are printed as well. Images (an
+    `image` output, as a generator's) become `predictions/<index>.png` and `predictions/grid.png` instead.
     """
 
     def __init__(self) -> None:
@@ -102,6 +126,10 @@ class PredictionWriter(BasePredictionWriter):
 
     def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions, batch_indices) -> None:
         if not predictions:
+            return
+        suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
+        if "image" in predictions[0]:  # a generator's pictures: PNG files, not columns of pixel values
+            write_images(torch.cat([p["image"] for p in predictions]), run_dir(trainer) / f"predictions{suffix}")
             return
         columns = {key: torch.cat([p[key].reshape(len(p[key]), -1) for p in predictions]) for key in predictions[0]}
         header, values = [], []
@@ -115,19 +143,52 @@ class PredictionWriter(BasePredictionWriter):
             header.append("label")
             predicted = columns["prediction"].flatten().tolist()
             rows = [[*row, labels[index]] for row, index in zip(rows, predicted, strict=True)]
-        datamodule = data_of(trainer)
+        datamodule = data_module_of(trainer)
         texts = datamodule.shown_inputs() if datamodule else None
         if texts and trainer.world_size == 1:  # under DDP each rank holds a share of the texts
             header.insert(0, "text")
             rows = [[text, *row] for text, row in zip(texts, rows, strict=False)]  # limit_predict_batches: fewer rows
             print_text_predictions(header, rows)
-        suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
         path = run_dir(trainer) / f"predictions{suffix}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows(rows)
+
+
+def write_images(images: torch.Tensor, folder: Path) -> None:
+    """(N, C, H, W) images in [0, 1] -> folder/0000.png, 0001.png, ... and folder/grid.png, and says so."""
+    for index, image in enumerate(images):
+        save_png(image, folder / f"{index:04d}.png")
+    save_png(image_grid(images), folder / "grid.png")
+    print(f"\n{len(images)} images in {folder}: 0000.png .. {len(images) - 1:04d}.png, and grid.png", flush=True)
+
+
+class ImageSamples(Callback):
+    """After every validation epoch, the images a task draws from fixed inputs (`Task.sample_images`, a generator's),
+    as one grid in `samples/epoch_<N>.png`, sent to the run's logger too: the same inputs each epoch, so the
+    pictures show what training changed."""
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not isinstance(pl_module, Task):
+            return
+        images = pl_module.sample_images()
+        if images is not None:
+            path = save_png(image_grid(images), run_dir(trainer) / "samples" / f"epoch_{trainer.current_epoch:03d}.png")
+            log_image(trainer, "samples", path)
+
+
+def log_image(trainer: Trainer, key: str, path: Path) -> None:
+    """A PNG file to whichever logger the run uses, through that logger's own API; the CSV logger keeps the file."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            pixels = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)  # (3, H, W) uint8
+            logger.experiment.add_image(key, pixels, trainer.global_step)
+        elif isinstance(logger, WandbLogger):
+            logger.log_image(key, images=[str(path)], step=trainer.global_step)
+        elif isinstance(logger, MLFlowLogger) and logger.run_id:
+            logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=key)
 
 
 def print_text_predictions(header: list[str], rows: list[list]) -> None:

@@ -7,7 +7,7 @@ does the rest for train, val and test. A batch is `(*inputs, target)`:
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +21,7 @@ class ClassificationTask(Task):
     model: torch.nn.Module
     # What `best.ckpt` keeps: the epoch with the highest validation accuracy. The lowest val_loss can come
     # epochs earlier: once a classifier grows over-confident, its loss rises while its accuracy still improves.
-    best_checkpoint: ClassVar[BestCheckpoint] = ("val_acc", "max")
+    best_checkpoint: BestCheckpoint = ("val_acc", "max")
 
     def __init__(self, num_classes: int, lr: float, weight_decay: float = 0.0) -> None:
         super().__init__()

@@ -32,7 +32,15 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import ConfigError
 from .artifacts import RUNS_DIR, find_checkpoint, task_name
-from .callbacks import ConfusionMatrixPlot, LearningCurves, PredictionWriter, SaveConfigToRunDir, run_dir
+from .callbacks import (
+    ConfusionMatrixPlot,
+    ImageSamples,
+    LearningCurves,
+    PredictionWriter,
+    SameBuffersOnEveryRank,
+    SaveConfigToRunDir,
+    run_dir,
+)
 from .data.base import SplitDataModule
 from .hardware import check_hardware
 from .task import Task
@@ -89,6 +97,12 @@ class RoadmapCLI(LightningCLI):
         assert isinstance(self.model, Task) and self.subcommand is not None  # the parser accepts Task subclasses only
         config = self.config[self.subcommand]
         self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand, self.model)
+        if self.model.partial_backward and config.trainer.strategy == "ddp":
+            print_note(
+                "--trainer.strategy ddp: each of this task's optimizers trains part of it; running ddp that "
+                "expects weights without gradients (ddp_find_unused_parameters_true)"
+            )
+            kwargs["strategy"] = "ddp_find_unused_parameters_true"
         return super().instantiate_trainer(**kwargs)
 
     def instantiate_classes(self) -> None:
@@ -106,6 +120,12 @@ class RoadmapCLI(LightningCLI):
 
     def after_test(self) -> None:
         self._report()
+
+    def before_predict(self) -> None:
+        # A task that reads no data (a generator) makes its own predict inputs: Lightning then reads them from the
+        # model's predict_dataloader, which it does only when no data module is given.
+        if isinstance(self.model, Task) and not self.model.reads_data():
+            self.datamodule = None
 
     def after_predict(self) -> None:
         self._report()
@@ -137,10 +157,11 @@ def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[C
     `--trainer.fast_dev_run` writes no files, as Lightning promises (its ModelCheckpoint would still save last.ckpt).
     """
     writes_files = not trainer.fast_dev_run
-    callbacks: list[Callback] = [LearningCurves(), ConfusionMatrixPlot(), PredictionWriter()] if writes_files else []
+    pictures = [LearningCurves(), ConfusionMatrixPlot(), ImageSamples(), PredictionWriter()]
+    callbacks: list[Callback] = [SameBuffersOnEveryRank(), *(pictures if writes_files else [])]
     if subcommand == "fit" and trainer.enable_checkpointing is not False and writes_files:
         # best.ckpt and last.ckpt in the run's checkpoints/ folder. Best is the task's `best_checkpoint`, a
-        # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss (every task logs it).
+        # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss.
         # Last is a second checkpoint without a monitor: since Lightning 2.6, `save_last=True` rewrites last.ckpt
         # only when the best one changes, so it would hold the best epoch, and `--ckpt_path last` would resume there.
         monitor, mode = task.best_checkpoint

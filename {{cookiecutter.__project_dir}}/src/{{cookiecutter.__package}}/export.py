@@ -46,7 +46,7 @@ from .artifacts import (
     write_metadata,
 )
 from .int8 import ONNX_SCHEME, SCHEME, quantize_onnx
-from .quantize import compare_on_test, save_int8, training_batches
+from .quantize import calibration_batches, compare_on_test, save_int8
 from .task import Task
 
 Format = Literal["onnx", "pt2"]
@@ -146,7 +146,8 @@ def write_int8_files(checkpoint: Checkpoint, staging: Path, formats, checks, eag
     datamodule = checkpoint.datamodule()  # the training data: calibration batches and the test split
     if "onnx" in formats:
         try:
-            quantize_onnx(staging / "model.onnx", staging / "model_int8.onnx", training_batches(datamodule))
+            calibration = calibration_batches(checkpoint.codec, datamodule)
+            quantize_onnx(staging / "model.onnx", staging / "model_int8.onnx", calibration)
         except (ConfigError, OSError) as err:  # static quantization needs training batches to calibrate on
             print(f"model_int8.onnx: not written, its calibration data cannot be read here: {err}", flush=True)
         else:

@@ -91,8 +91,9 @@ def quantize_int8(model: M) -> M:
 def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.Tensor, ...]]) -> None:
     """`source` (an exported float ONNX file) with int8 weights and int8 kernels, for ONNX Runtime, into `target`.
 
-    A convolution network is quantized statically: its activation ranges are measured once on the
-    `calibration` batches of model inputs, so that convolutions run as int8 kernels. Dynamic int8
+    A convolution network (a classifier's convolutions, a generator's transposed ones) is quantized
+    statically: its activation ranges are measured once on the `calibration` batches of model inputs, so
+    that convolutions run as int8 kernels. Dynamic int8
     convolutions (ConvInteger) are slower than float32 ones in ONNX Runtime, while its dynamic MatMul,
     LSTM and Gather (embedding) kernels are fast and need no data: everything else is quantized dynamically.
     """
@@ -109,7 +110,7 @@ def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.
     # onnxruntime logs a hint to run its model pre-processing first; measured on the CNN, it did not help.
     logging.disable(logging.WARNING)
     try:
-        if not any(node.op_type == "Conv" for node in model.graph.node):
+        if not any(node.op_type in ("Conv", "ConvTranspose") for node in model.graph.node):
             quantize_dynamic(model, target, weight_type=QuantType.QInt8, per_channel=True)
             return
         names = [arg.name for arg in model.graph.input]

@@ -1,13 +1,16 @@
-"""Pictures of a run: learning curves from the recorded metrics, and a confusion matrix.
+"""Pictures of a run: learning curves from the recorded metrics, a confusion matrix, grids of images.
 
 matplotlib is imported inside the functions so that the CLI starts without it.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 
 
 def plot_learning_curves(history: list[dict[str, float]], path: Path) -> Path:
@@ -63,4 +66,30 @@ def plot_confusion_matrix(matrix: torch.Tensor, labels: list[str], path: Path) -
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)
+    return path
+
+
+def png_bytes(image: torch.Tensor) -> bytes:
+    """A (C, H, W) image with values in [0, 1] -> the bytes of a PNG file (grayscale or RGB)."""
+    pixels = (image.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+    buffer = io.BytesIO()
+    Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else np.ascontiguousarray(pixels)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def image_grid(images: torch.Tensor, columns: int = 8, padding: int = 2) -> torch.Tensor:
+    """(N, C, H, W) images -> one (C, H', W') image of them in rows of `columns`, on a white background."""
+    count, channels, height, width = images.shape
+    rows = -(-count // columns)
+    grid = torch.ones(channels, rows * (height + padding) + padding, columns * (width + padding) + padding)
+    for index, image in enumerate(images.detach().float().cpu()):
+        row, column = divmod(index, columns)
+        top, left = padding + row * (height + padding), padding + column * (width + padding)
+        grid[:, top : top + height, left : left + width] = image
+    return grid
+
+
+def save_png(image: torch.Tensor, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(png_bytes(image))
     return path

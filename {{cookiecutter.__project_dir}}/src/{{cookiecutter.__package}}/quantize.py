@@ -30,12 +30,13 @@ from torch import nn
 
 from . import ConfigError
 from .artifacts import Checkpoint, Predict, load_checkpoint, torch_predict, write_metadata
-from .callbacks import data_of, run_dir
-from .data.base import SplitDataModule
+from .callbacks import run_dir
+from .data.base import SplitDataModule, data_module_of
+from .data.codec import Codec
 from .int8 import SCHEME, is_linear, quantize_int8
 from .task import Task
 
-CALIBRATION_BATCHES = 16
+CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 16, 32
 
 
 def save_int8(model: Task, path: Path) -> Task:
@@ -45,9 +46,13 @@ def save_int8(model: Task, path: Path) -> Task:
     return int8
 
 
-def training_batches(datamodule: SplitDataModule) -> Iterator[tuple[torch.Tensor, ...]]:
-    """CALIBRATION_BATCHES shuffled training batches of model inputs, for static quantization: the same batches
-    on every export (the shuffle is seeded, and the global random state left as it was)."""
+def calibration_batches(codec: Codec, datamodule: SplitDataModule) -> Iterator[tuple[torch.Tensor, ...]]:
+    """CALIBRATION_BATCHES batches of model inputs, for static quantization: made by the codec where it can make
+    them (noise), else shuffled training batches. The same batches on every export (the shuffle is seeded, and
+    the global random state left as it was)."""
+    made = codec.sample_inputs(CALIBRATION_BATCHES * CALIBRATION_BATCH_SIZE)
+    if made is not None:
+        return zip(*(tensor.split(CALIBRATION_BATCH_SIZE) for tensor in made), strict=True)
     datamodule.setup("fit")
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -71,7 +76,11 @@ def score_on_test(predict: Predict, datamodule: SplitDataModule) -> tuple[str, f
 
 def compare_on_test(model: Task, quantized: dict[str, Predict], datamodule: SplitDataModule) -> dict[str, float]:
     """The float and the quantized models scored on the test split, printed side by side; {} if the data is not
-    there. `quantized` maps a name (`int8`, `int8_onnx`) to the model's predict."""
+    there, or if the model does not predict from it (a generator). `quantized` maps a name (`int8`,
+    `int8_onnx`) to the model's predict."""
+    if not model.reads_data():
+        print("int8: not scored on the test split, which this model does not read", flush=True)
+        return {}
     try:
         datamodule.setup("test")
         name, before = score_on_test(torch_predict(model), datamodule)
@@ -99,7 +108,7 @@ class PostTrainingQuantization(Callback):
     """At the end of fit: the best checkpoint's model with int8 weights, in the run folder, scored on the test split."""
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        checkpoint, datamodule = trainer.checkpoint_callback, data_of(trainer)
+        checkpoint, datamodule = trainer.checkpoint_callback, data_module_of(trainer)
         if not trainer.is_global_zero or not isinstance(checkpoint, ModelCheckpoint) or not checkpoint.best_model_path:
             return
         assert datamodule is not None  # the CLI's data modules are SplitDataModules

@@ -5,10 +5,19 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 - `predict(*inputs)`: what a prediction is, as a dict of tensors (batch first). `predict`,
   the exported files and the server all answer this, so they agree by construction;
 - `input_names`: the names of those inputs, in order (the exported graph's input names);
-- `best_checkpoint`: which metric picks `best.ckpt`, and whether lower or higher is better;
+- `best_checkpoint`: which metric picks `best.ckpt`, and whether lower or higher is better (`step`
+  and `max` where nothing measures the model: best.ckpt is then the latest);
+- `serving_codec(data)`: the codec a served request goes through: the data's, unless the task reads
+  something else (a generator reads noise);
 - `finish_onnx(model)`: an optional edit of the exported ONNX graph before it is written;
 - `_common_step(batch, stage)`: the loss and metrics of one batch, for train, val and test alike;
-- `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks).
+- `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks);
+- `sample_images()`: pictures drawn every epoch, for a task that makes them (None for the others);
+- `partial_backward`: True when a backward pass leaves some weights without gradients (a GAN's two
+  optimizers each train half of it), which DDP must be told to expect.
+
+A task whose predictions read no data (a generator) also defines Lightning's `predict_dataloader`:
+`predict` then reads that instead of the data module's test split, and `reads_data()` is False.
 
 It also sets `example_input_array` (one batch of inputs): the model summary, export and the
 bfloat16 checks run it.
@@ -20,6 +29,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+
+from .data.codec import Codec
 
 if TYPE_CHECKING:
     import onnx  # export imports it; training never needs it
@@ -29,11 +42,21 @@ BestCheckpoint = tuple[str, Literal["min", "max"]]  # the metric that picks best
 
 
 class Task(LightningModule):
-    best_checkpoint: ClassVar[BestCheckpoint] = ("val_loss", "min")
+    best_checkpoint: BestCheckpoint = ("val_loss", "min")
     input_names: ClassVar[tuple[str, ...]] = ("x",)
+    partial_backward: ClassVar[bool] = False
 
     def predict(self, *inputs: Any) -> dict[str, torch.Tensor]:  # each task names its own tensor inputs
         raise NotImplementedError(f"{type(self).__name__} does not say what a prediction is")
+
+    def reads_data(self) -> bool:
+        """Whether predictions are made from the data's examples (False for a generator, which defines its own
+        `predict_dataloader`)."""
+        return not is_overridden("predict_dataloader", self, Task)
+
+    def serving_codec(self, data: Codec) -> Codec:
+        """What reads a served request for this model: the codec of the data it was trained on."""
+        return data
 
     def finish_onnx(self, model: onnx.ModelProto) -> None:
         """Edit the exported ONNX graph in place before it is written; most tasks leave it as it is."""
@@ -45,7 +68,11 @@ class Task(LightningModule):
         """After `test`, a classifier's (true class, predicted class) counts, which callbacks.py draws; else None."""
         return None
 
-    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+    def sample_images(self) -> torch.Tensor | None:
+        """Images (N, C, H, W) in [0, 1] drawn from fixed inputs, which callbacks.py saves every epoch; else None."""
+        return None
+
+    def training_step(self, batch: Any, batch_idx: int) -> STEP_OUTPUT:
         return self._common_step(batch, "train")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:

@@ -8,16 +8,27 @@ the preprocessing that training uses and serving repeats; it is saved in every c
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any, Protocol, cast
 
-from lightning.pytorch import LightningDataModule
+from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
 from .. import ConfigError, require_positive
 from .codec import Codec
 
-Examples = Dataset | Sequence  # a map-style dataset: a torch Dataset, or a plain list of examples
+
+def data_module_of(trainer: Trainer) -> SplitDataModule | None:
+    """The run's data module (Lightning sets `trainer.datamodule` when a run starts, but does not declare it)."""
+    datamodule = trainer.datamodule  # type: ignore[attr-defined]
+    return datamodule if isinstance(datamodule, SplitDataModule) else None
+
+
+class Examples(Protocol):
+    """A map-style dataset: a torch Dataset with a length, or a plain list of examples."""
+
+    def __len__(self) -> int: ...
+    def __getitem__(self, index: int) -> Any: ...
 
 
 class SplitDataModule(LightningDataModule):

@@ -60,6 +60,11 @@ class Codec:
                 row["label"] = self.labels[row["prediction"]]
         return rows
 
+    def sample_inputs(self, count: int) -> tuple[torch.Tensor, ...] | None:
+        """`count` valid model inputs made without data, where the codec can make them (a generator's noise), for
+        int8 calibration; None: they come from the training data."""
+        return None
+
     def example_inputs(self) -> tuple[torch.Tensor, ...]:
         """The model inputs of `example_request`: what export traces and checks, and /health predicts on."""
         return self.encode(self.request_model(**self.example_request).items())

@@ -110,14 +110,18 @@ class MNISTDataModule(SplitDataModule):
         download: bool = True,
         batch_size: int = 128,
         val_size: int = 5000,
+        normalize: bool = True,
         num_workers: int = 0,
         seed: int = 42,
     ) -> None:
+        """`normalize`: pixels to mean 0 and std 1 with the training set's statistics, as classifiers like them;
+        false keeps them in [0, 1], as a generator draws them."""
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         require_positive(self, val_size=val_size)
         self.data_dir, self.download, self.val_size, self.seed = data_dir, download, val_size, seed
-        self.codec = GrayImageCodec(labels=[str(digit) for digit in range(10)])
+        labels = [str(digit) for digit in range(10)]
+        self.codec = GrayImageCodec(labels=labels) if normalize else GrayImageCodec(labels=labels, mean=0.0, std=1.0)
         self._decoded = False
 
     def _dataset(self, train: bool, download: bool = False) -> MNIST:

@@ -1,0 +1,57 @@
+"""Random noise in, images out: the codec of a generator, which reads no data to make its pictures.
+
+A request names a seed and a count, `{"seed": 7, "count": 3}`; the inputs are `count` noise vectors
+drawn from that seed, one per image, and the answers are PNG files, base64-encoded. Image `i` of a seed
+is the same whatever the count, so `{"seed": 7, "count": 1}` answers the first image of
+`{"seed": 7, "count": 3}`; `predict` writes the same images for the same seed, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+from typing import Annotated, Any
+
+import torch
+from pydantic import Field
+
+from ..plots import png_bytes
+from .codec import Codec, Request
+
+MAX_SEED = 2**31 - 1
+MAX_COUNT = 64  # images per request; the server's max_batch_size may allow fewer
+MAX_INDEX = 2**20  # images per seed (predict may draw more than a request)
+
+
+class NoiseRequest(Request):
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = Field(
+        description="which images: the same seed gives the same images"
+    )
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = Field(1, description="how many images")
+
+    def items(self) -> list[tuple[int, int]]:
+        return [(self.seed, i) for i in range(self.count)]
+
+
+def noise(seed: int, index: int, latent_dim: int) -> torch.Tensor:
+    """The noise vector of image `index` of `seed`: its own generator, so it never depends on the count."""
+    generator = torch.Generator().manual_seed(seed * MAX_INDEX + index)
+    return torch.randn(latent_dim, generator=generator)
+
+
+@dataclasses.dataclass(kw_only=True)
+class NoiseCodec(Codec):
+    """(seed, index) -> (N, latent_dim) noise; generated images (N, C, H, W) in [0, 1] -> PNG files, base64."""
+
+    request_model = NoiseRequest
+    example_request = {"seed": 0, "count": 2}
+    latent_dim: int
+
+    def encode(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
+        return (torch.stack([noise(seed, index, self.latent_dim) for seed, index in items]),)
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        return [{"image_png": base64.b64encode(png_bytes(image)).decode()} for image in outputs["image"]]
+
+    def sample_inputs(self, count: int) -> tuple[torch.Tensor, ...]:
+        return self.encode([(0, index) for index in range(count)])  # the images of seed 0

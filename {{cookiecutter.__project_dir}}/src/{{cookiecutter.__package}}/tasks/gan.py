@@ -1,0 +1,253 @@
+"""A generative adversarial network (DCGAN) that draws handwritten digits from random noise.
+
+Two networks play a game. The generator turns a random vector (the noise) into an image; the
+discriminator looks at an image and gives the probability that it is a real one. The discriminator
+learns to tell the training images from the generator's; the generator learns to fool it, and the only
+thing it ever learns from is the discriminator's gradient. Neither loss falls steadily as in
+classification: they pull against each other, so the pictures, not the losses, show progress (each
+epoch writes `samples/epoch_<N>.png` from the same noise), and a trained classifier measures them
+(judge.py: `--model.judge` with an `mnist_cnn` checkpoint).
+
+DCGAN's recipe (Radford et al., 2016) keeps that game stable: transposed convolutions that double the
+image side at each step, batch norm, ReLU in the generator and LeakyReLU in the discriminator, weights
+drawn from N(0, 0.02), and Adam with beta1 = 0.5. Two optimizers step in turn on every batch, which
+Lightning's automatic optimization does not do: the task sets `automatic_optimization = False` and
+calls `manual_backward` and each optimizer's `step` itself.
+
+    python -m {{ cookiecutter.__package }} fit --config configs/gan.yaml
+    python -m {{ cookiecutter.__package }} predict --config configs/gan.yaml --ckpt_path best --model.sample_seed 7
+    python -m {{ cookiecutter.__package }} test --config configs/gan.yaml --ckpt_path best --model.judge <mnist_cnn best.ckpt>
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from .. import ConfigError, require_positive
+from ..data.base import data_module_of
+from ..data.codec import Codec
+from ..data.noise import NoiseCodec
+from ..judge import Judge
+from ..task import Task
+
+FIXED_NOISE = 64  # the images drawn every epoch, and the noise the validation losses are measured on
+
+
+def upsampling_levels(shape: tuple[int, int, int]) -> tuple[int, int]:
+    """How many times the generator doubles the image, and from which side: 28 -> (2, 7), 32 -> (3, 4)."""
+    _, side, width = shape
+    levels, start = 0, side
+    while start > 7 and start % 2 == 0:
+        levels, start = levels + 1, start // 2
+    if levels == 0 or width != side:
+        raise ConfigError(f"the GAN draws square images of an even side above 7 (28, 32, 64); got {side}x{width}")
+    return levels, start
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation: every weight from N(0, 0.02), batch norm scales from N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    def __init__(self, *, latent_dim: int, image_shape: tuple[int, int, int], width: int) -> None:
+        super().__init__()
+        channels = image_shape[0]
+        levels, start = upsampling_levels(image_shape)
+        c = width * 2 ** (levels - 1)
+        self.project = nn.Sequential(  # (N, latent_dim) -> (N, c, start, start)
+            nn.Linear(latent_dim, c * start * start, bias=False),
+            nn.Unflatten(1, (c, start, start)),
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        )
+        layers: list[nn.Module] = []
+        for _ in range(levels - 1):  # each doubles the side and halves the channels
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(inplace=True),
+            ]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]  # (N, C, side, side) in [-1, 1]
+        self.upsample = nn.Sequential(*layers)
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.upsample(self.project(noise))
+
+
+class Discriminator(nn.Module):
+    """The generator mirrored: strided convolutions halve the side; one logit per image, > 0 for "real"."""
+
+    def __init__(self, *, image_shape: tuple[int, int, int], width: int) -> None:
+        super().__init__()
+        channels = image_shape[0]
+        levels, start = upsampling_levels(image_shape)
+        layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
+        c = width
+        for _ in range(levels - 1):
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, inplace=True)]
+            c *= 2
+        layers += [nn.Flatten(), nn.Linear(c * start * start, 1)]  # (N, c, start, start) -> (N, 1)
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images).squeeze(-1)  # (N,) logits
+
+
+class GAN(Task):
+    input_names = ("noise",)
+    partial_backward = True  # the discriminator's step leaves the generator without gradients, and back
+
+    def __init__(
+        self,
+        input_shape: tuple[int, int, int],
+        latent_dim: int = 64,
+        width: int = 64,
+        lr: float = 0.0002,
+        beta1: float = 0.5,
+        judge: str | None = None,
+        num_samples: int = 64,
+        sample_seed: int = 0,
+    ) -> None:
+        """`judge`: a classifier checkpoint that scores the images at validation and test (judge.py);
+        `num_samples` and `sample_seed`: what `predict` draws (the same seed gives the same images).
+        These three are options of a run, not of the model: they stay out of its checkpoint, whose saved
+        hyperparameters would otherwise override them when `--ckpt_path` is given."""
+        super().__init__()
+        self.save_hyperparameters(ignore=["judge", "num_samples", "sample_seed"])
+        require_positive(self, latent_dim=latent_dim, width=width, lr=lr, num_samples=num_samples)
+        self.automatic_optimization = False  # two optimizers, stepped in turn by training_step
+        self.generator = Generator(latent_dim=latent_dim, image_shape=input_shape, width=width)
+        self.discriminator = Discriminator(image_shape=input_shape, width=width)
+        self.apply(dcgan_init)
+        self.lr, self.beta1, self.num_samples, self.sample_seed = lr, beta1, num_samples, sample_seed
+        self.codec = NoiseCodec(latent_dim=latent_dim)
+        self.fixed_noise: torch.Tensor
+        self.register_buffer("fixed_noise", self.codec.sample_inputs(FIXED_NOISE)[0], persistent=False)
+        self.example_input_array = self.fixed_noise[:2]
+        self.judge = Judge(judge) if judge else None  # a plain object: the classifier is not part of the GAN
+        # Without a judge nothing measures the pictures, so best.ckpt is the latest.
+        self.best_checkpoint = ("val_classifier_fid", "min") if judge else ("step", "max")
+        self.real_images: list[torch.Tensor] = []  # the validation or test images, for the judge
+
+    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+        return self.generator(noise)
+
+    def predict(self, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images (N, C, H, W) with pixels in [0, 1], drawn from noise (N, latent_dim)."""
+        return {"image": (self(noise) + 1) / 2}
+
+    def serving_codec(self, data: Codec) -> Codec:
+        return self.codec  # a generator reads noise, not the data's images
+
+    def _real(self, batch: Any) -> torch.Tensor:
+        """The batch's images scaled to [-1, 1], the generator's range; labels are not used."""
+        images = batch[0]
+        if images.min() < -0.01 or images.max() > 1.01:
+            raise ConfigError("the GAN reads pixels in [0, 1]: give its data module --data.normalize false")
+        return images * 2 - 1
+
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """Real images labelled 1, generated ones 0."""
+        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+        real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        return real_loss + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+    def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        """The non-saturating loss: -log D(G(z)), large gradients even while the discriminator wins."""
+        logits = self.discriminator(fake)
+        return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+
+    def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        real = self._real(batch)
+        optimizers = self.optimizers()
+        assert isinstance(optimizers, list)  # configure_optimizers returns two
+        d_optimizer, g_optimizer = optimizers
+        fake = self(torch.randn(len(real), self.codec.latent_dim, device=self.device, dtype=self.fixed_noise.dtype))
+        # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
+        self.toggle_optimizer(d_optimizer)
+        d_loss = self.discriminator_loss(real, fake.detach())
+        d_optimizer.zero_grad()
+        self.manual_backward(d_loss)
+        d_optimizer.step()
+        self.untoggle_optimizer(d_optimizer)
+        # 2. The generator, through the discriminator it has just faced.
+        self.toggle_optimizer(g_optimizer)
+        g_loss = self.generator_loss(fake)
+        g_optimizer.zero_grad()
+        self.manual_backward(g_loss)
+        g_optimizer.step()
+        self.untoggle_optimizer(g_optimizer)
+        self.log("train_loss", g_loss, prog_bar=True)  # the task's loss is the generator's: it is what is kept
+        self.log("train_d_loss", d_loss, prog_bar=True)
+        return {"loss": g_loss.detach(), "d_loss": d_loss.detach()}  # both drawn in learning_curves.png
+
+    def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
+        """The discriminator's loss on this batch's real images and on the fixed noise's images."""
+        real = self._real(batch)
+        d_loss = self.discriminator_loss(real, self(self.fixed_noise))
+        self.log(f"{stage}_d_loss", d_loss, sync_dist=True)
+        if self.judge is not None:
+            self.real_images.append((real.float() + 1) / 2)
+        return d_loss
+
+    def on_validation_epoch_end(self) -> None:
+        self._epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._epoch_end("test")
+
+    def _epoch_end(self, stage: str) -> None:
+        """The generator's loss on the fixed noise; with a judge, its measures of as many images as were real."""
+        self.log(f"{stage}_loss", self.generator_loss(self(self.fixed_noise)), prog_bar=True, sync_dist=True)
+        if self.judge is None or not self.real_images:
+            return
+        real, self.real_images = torch.cat(self.real_images), []
+        measures = self.judge.to(self.device).measure(self.draw(len(real)), real)
+        measures["real_vs_real_fid"] = self.judge.fid(real, self.training_images(len(real)))
+        self.log_dict({f"{stage}_{name}": value for name, value in measures.items()}, sync_dist=True)
+
+    @torch.no_grad()
+    def draw(self, count: int, seed: int = 0) -> torch.Tensor:
+        """`count` images (pixels in [0, 1]) from the noise of `seed`, the same on every call."""
+        items = [(seed, index) for index in range(count)]
+        noise = self.codec.encode(items)[0].to(self.fixed_noise)
+        return torch.cat([self.predict(chunk)["image"].float() for chunk in noise.split(500)])
+
+    def training_images(self, count: int) -> torch.Tensor:
+        """The first `count` training images: the judge's second set of real images."""
+        datamodule = data_module_of(self.trainer)
+        if datamodule is None:
+            raise ConfigError("the judge compares with training images: run the GAN with its data module")
+        images = [datamodule.train_set[i][0] for i in range(min(count, len(datamodule.train_set)))]
+        return torch.stack(images).to(self.device)
+
+    def sample_images(self) -> torch.Tensor:
+        """The fixed noise's images, drawn every epoch by callbacks.ImageSamples."""
+        return self.predict(self.fixed_noise)["image"]
+
+    def predict_dataloader(self) -> DataLoader:
+        """`predict` draws `num_samples` images from `sample_seed`, whatever the data module holds."""
+        items = [(self.sample_seed, index) for index in range(self.num_samples)]
+        return DataLoader(TensorDataset(*self.codec.encode(items)), batch_size=FIXED_NOISE)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
+        (noise,) = batch
+        return self.predict(noise)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        betas = (self.beta1, 0.999)
+        return [
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=betas),
+            torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=betas),
+        ]
