@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := build/demo
 DEMO_PORT ?= 8765
 
-.PHONY: demo test bench bench-training bench-sentiment bench-scale bench-deploy bench-gan lint clean
+.PHONY: demo test bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune lint clean
 
 $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,7 @@ demo: $(VENV)/installed
 test: $(VENV)/installed
 	$(BIN)/pytest tests
 
-bench: bench-training bench-sentiment bench-scale bench-deploy bench-gan
+bench: bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune
 
 bench-training: $(VENV)/installed
 	$(BIN)/python benchmarks/training.py
@@ -52,6 +52,9 @@ bench-deploy: $(VENV)/installed
 
 bench-gan: $(VENV)/installed
 	$(BIN)/python benchmarks/gan.py
+
+bench-finetune: $(VENV)/installed
+	$(BIN)/python benchmarks/finetune.py
 
 lint: $(VENV)/installed
 	$(BIN)/ruff check hooks tests benchmarks

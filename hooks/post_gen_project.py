@@ -17,11 +17,19 @@ SHARED = {
     f"{PACKAGE}/data/mnist.py": {"mnist_cnn", "gan"},
     f"{PACKAGE}/data/noise.py": {"gan"},
     f"{PACKAGE}/judge.py": {"gan"},
+    f"{PACKAGE}/data/images.py": {"resnet_finetune"},
     f"{PACKAGE}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
-    f"{PACKAGE}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "gan"},
+    f"{PACKAGE}/classification.py": {
+        "xor",
+        "mnist_cnn",
+        "sentiment_rnn",
+        "sentiment_transformer",
+        "gan",
+        "resnet_finetune",
+    },
 }
 
 

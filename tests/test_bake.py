@@ -64,11 +64,19 @@ SHARED = {
     f"{SRC}/data/mnist.py": {"mnist_cnn", "gan"},
     f"{SRC}/data/noise.py": {"gan"},
     f"{SRC}/judge.py": {"gan"},
+    f"{SRC}/data/images.py": {"resnet_finetune"},
     f"{SRC}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
     "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
-    f"{SRC}/classification.py": {"xor", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "gan"},
+    f"{SRC}/classification.py": {
+        "xor",
+        "mnist_cnn",
+        "sentiment_rnn",
+        "sentiment_transformer",
+        "gan",
+        "resnet_finetune",
+    },
 }
 TEXT_TASKS = {"sentiment_rnn", "sentiment_transformer"}
 
@@ -109,7 +117,7 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     dependencies = " ".join(pyproject["project"]["dependencies"])
     assert pyproject["project"]["name"] == "roadmap-project"
     assert pyproject["project"]["scripts"] == {"roadmap-project": f"{PACKAGE}.cli:main"}
-    assert ("torchvision" in dependencies) == bool({"mnist_cnn", "gan"} & set(tasks))
+    assert ("torchvision" in dependencies) == bool({"mnist_cnn", "gan", "resnet_finetune"} & set(tasks))
     assert ("datasets" in dependencies) == ("tokenizers" in dependencies) == bool(TEXT_TASKS & set(tasks))
     logger_package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning")
     assert logger_package in dependencies

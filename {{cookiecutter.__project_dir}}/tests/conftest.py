@@ -7,10 +7,16 @@ import socket
 from pathlib import Path
 
 import pytest
-{%- if cookiecutter.__mnist_data == "yes" %}
+{%- if cookiecutter.__mnist_data == "yes" or cookiecutter.include_resnet_finetune == "yes" %}
 import torch
 {%- endif %}
+{%- if cookiecutter.include_resnet_finetune == "yes" %}
+import torchvision
+{%- endif %}
 import yaml
+{%- if cookiecutter.include_resnet_finetune == "yes" %}
+from PIL import Image
+{%- endif %}
 
 from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
 
@@ -18,7 +24,7 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
 TASKS = [config.stem for config in CONFIGS]
 # The tests of shared machinery (resume, options, the server's limits) run on the quickest task this project has.
-BY_SPEED = ("xor", "linear_regression", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "gan")
+BY_SPEED = ("xor", "linear_regression", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "resnet_finetune", "gan")
 
 
 def speed(task: str) -> int:
@@ -98,6 +104,48 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("mnist"))
 {%- endif %}
 
+{%- if cookiecutter.include_resnet_finetune == "yes" %}
+
+
+def make_photos(root: Path) -> Path:
+    """60 image files in 3 class folders, of many sizes and formats: red (RGB PNG, JPEG), blue (RGBA PNG), gray (L)."""
+    generator = torch.Generator().manual_seed(0)
+    colors = {"red": (200, 40, 40), "blue": (40, 60, 210), "gray": (128, 128, 128)}
+    for name, color in colors.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(20):
+            side = 20 + 3 * i
+            noise = torch.randint(-30, 30, (side, side + i, 3), generator=generator)
+            pixels = (torch.tensor(color) + noise).clamp(0, 255).byte().numpy()
+            image = Image.fromarray(pixels)
+            if name == "gray":
+                image.convert("L").save(root / name / f"{i}.png")
+            elif name == "blue":
+                image.convert("RGBA").save(root / name / f"{i}.png")
+            else:
+                image.save(root / name / f"{i}.{'jpg' if i % 2 else 'png'}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hub_weights(tmp_path_factory: pytest.TempPathFactory):
+    """Random ResNet-18 weights where torchvision keeps its downloads (TORCH_HOME), under the name it expects:
+    `weights: IMAGENET1K_V1` (and DEFAULT) then load with no network, as a user's cached download would."""
+    home = tmp_path_factory.mktemp("torch_home")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TORCH_HOME", str(home))
+        url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+        torch.manual_seed(0)
+        state = torchvision.models.resnet18().state_dict()
+        (home / "hub" / "checkpoints").mkdir(parents=True)
+        torch.save(state, home / "hub" / "checkpoints" / Path(url).name)
+        yield state
+{%- endif %}
 {%- if text_tasks %}
 
 
@@ -111,12 +159,20 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def data_args({% if cookiecutter.__mnist_data == "yes" %}fake_mnist: Path{% endif %}) -> dict[str, list[str]]:
+def data_args(
+    {%- if cookiecutter.__mnist_data == "yes" %}fake_mnist: Path, {% endif %}
+    {%- if cookiecutter.include_resnet_finetune == "yes" %}photos: Path{% endif -%}
+) -> dict[str, list[str]]:
     """Options a data module needs to run offline in a test, by data module class: every task on it gets them."""
     offline = {}
 {%- if cookiecutter.__mnist_data == "yes" %}
     mnist = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
     offline["MNISTDataModule"] = mnist
+{%- endif %}
+{%- if cookiecutter.include_resnet_finetune == "yes" %}
+    # 60 small photos of 3 classes, at 32x32 pixels; the weights are the session's cached file (hub_weights).
+    offline["ImageFolderDataModule"] = ["--data.root", str(photos), "--data.dataset", "null", "--data.image_size", "32"]
+    offline["ImageFolderDataModule"] += ["--data.resize", "36", "--data.batch_size", "8"]
 {%- endif %}
 {%- if text_tasks %}
     # 160 training and 40 test reviews in tests/data/reviews; no validation file, so 16 are split off for it.

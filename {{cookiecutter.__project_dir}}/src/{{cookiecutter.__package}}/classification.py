@@ -37,7 +37,7 @@ class ClassificationTask(Task):
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_confusion = MulticlassConfusionMatrix(num_classes)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, *inputs: Any) -> torch.Tensor:  # a task's own inputs: images, or token ids and lengths
         return self.model(*inputs)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,261 @@
+"""Images a user actually has: a folder with one sub-folder per class, or a torchvision dataset by name.
+
+    --data.root photos                   # photos/<class>/*.jpg, or photos/{train,val,test}/<class>/*.jpg
+    --data.dataset CIFAR10 --data.root data   # a torchvision dataset, downloaded into data/ when online
+
+Any size and any format PIL reads; grayscale images become 3 channels. Without train/val/test
+sub-folders, a seeded share of the images becomes the validation and the test split. `classes` keeps
+only some classes (in that order), and `per_class` caps the labelled training images of each class:
+a few-shot budget. Evaluation, `predict` and serving read an image through the codec (`ImageCodec`):
+the shorter side resized to `resize`, the centre cropped to `image_size`, then normalised with `mean`
+and `std` (by default ImageNet's, what torchvision's pretrained weights expect). Training adds the usual
+augmentation: a random resized crop and, unless `flip` is false, a horizontal flip.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import io
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field
+from torch.utils.data import Dataset
+from torchvision import datasets
+from torchvision.transforms import v2
+
+from .. import ConfigError, require_positive
+from .base import SplitDataModule
+from .codec import Codec, Request
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+MAX_IMAGE_PIXELS = 4096 * 4096  # a served image larger than this is refused before it is decoded
+SPLITS = ("train", "val", "test")
+
+
+class PhotoRequest(Request):
+    image: str | Annotated[list[str], Field(min_length=1)] = Field(
+        description="a PNG, JPEG or other image file, base64-encoded, or a list of them"
+    )
+
+    def items(self) -> list[str]:
+        return self.image if isinstance(self.image, list) else [self.image]
+
+
+def open_image(data: bytes) -> Image.Image:
+    """The bytes of an image file -> an RGB image; a ValueError says what is wrong with them."""
+    try:
+        image = Image.open(io.BytesIO(data))
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"image of {image.width}x{image.height} pixels is over the limit of {MAX_IMAGE_PIXELS}")
+        return image.convert("RGB")  # decodes it: a truncated file fails here
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        raise ValueError("image is not an image file PIL can read (PNG, JPEG, ...)") from None
+    except OSError as err:
+        raise ValueError(f"image file is damaged: {err}") from None
+
+
+def png_base64(size: tuple[int, int], color: tuple[int, int, int]) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+@dataclasses.dataclass(kw_only=True)
+class ImageCodec(Codec):
+    """RGB images of any size: resize the shorter side, crop the centre, normalise -> (N, 3, size, size)."""
+
+    request_model = PhotoRequest
+    file_field = "image"  # `curl -F files=@photo.jpg .../predict/file`
+    example_request = {"image": [png_base64((64, 48), (200, 30, 30)), png_base64((30, 40), (20, 60, 220))]}
+    image_size: int = 224
+    resize: int = 256
+    mean: list[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_MEAN))
+    std: list[float] = dataclasses.field(default_factory=lambda: list(IMAGENET_STD))
+
+    def evaluation(self) -> v2.Compose:
+        """An RGB image -> the model's input (3, image_size, image_size): what evaluation and serving read."""
+        return v2.Compose([v2.Resize(self.resize), v2.CenterCrop(self.image_size), *self._to_tensor()])
+
+    def training(self, flip: bool, scale: tuple[float, float]) -> v2.Compose:
+        """The same with augmentation: a random crop of `scale` of the image's area, and a horizontal flip."""
+        flips = [v2.RandomHorizontalFlip()] if flip else []
+        return v2.Compose([v2.RandomResizedCrop(self.image_size, scale=scale), *flips, *self._to_tensor()])
+
+    def _to_tensor(self) -> list[Any]:
+        return [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
+
+    def encode(self, items: list[str]) -> tuple[torch.Tensor, ...]:
+        evaluation = self.evaluation()
+        images = []
+        for item in items:
+            try:
+                data = base64.b64decode(item, validate=True)
+            except binascii.Error:
+                raise ValueError("image is not base64-encoded") from None
+            images.append(evaluation(open_image(data)))
+        return (torch.stack(images),)
+
+
+class Examples(Dataset):
+    """(image, class index) pairs, each read when asked for (a file, or a dataset's image) and transformed."""
+
+    def __init__(self, samples: list[tuple[Any, int]], transform: v2.Compose) -> None:
+        self.samples, self.transform = samples, transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        source, label = self.samples[index]
+        if isinstance(source, str):  # a file's path
+            with Image.open(source) as image:
+                return self.transform(image.convert("RGB")), label
+        return self.transform(source.convert("RGB")), label
+
+
+class ImageFolderDataModule(SplitDataModule):
+    codec: ImageCodec
+
+    def __init__(
+        self,
+        root: str = "data/images",
+        dataset: str | None = None,
+        classes: list[str] | None = None,
+        per_class: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+        image_size: int = 224,
+        resize: int = 256,
+        mean: tuple[float, float, float] = IMAGENET_MEAN,
+        std: tuple[float, float, float] = IMAGENET_STD,
+        flip: bool = True,
+        crop_scale: tuple[float, float] = (0.5, 1.0),
+        download: bool = True,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        seed: int = 42,
+    ) -> None:
+        """`root`: the image folder, or where `dataset` (a torchvision dataset's class name: CIFAR10) is kept."""
+        super().__init__(batch_size, num_workers)
+        self.save_hyperparameters()
+        require_positive(self, image_size=image_size, resize=resize)
+        if per_class is not None:
+            require_positive(self, per_class=per_class)
+        if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+            raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
+        if dataset is not None and not hasattr(datasets, dataset):
+            raise ConfigError(f"--data.dataset {dataset}: torchvision.datasets has no such dataset (CIFAR10, ...)")
+        self.root, self.dataset, self.keep, self.per_class = Path(root), dataset, classes, per_class
+        self.val_fraction, self.test_fraction, self.download, self.seed = val_fraction, test_fraction, download, seed
+        self.flip, self.crop_scale = flip, crop_scale
+        self.codec = ImageCodec(image_size=image_size, resize=resize, mean=list(mean), std=list(std))
+        self.input_shape = (3, image_size, image_size)
+        self.samples: dict[str, list[tuple[Any, int]]] = {}
+
+    @property
+    def num_classes(self) -> int:
+        """Linked to the model when it is built, so the images are listed then (a torchvision dataset is downloaded
+        then, if it must be)."""
+        self.list_images()
+        return len(self.codec.labels or [])
+
+    def prepare_data(self) -> None:
+        if self.dataset is not None:
+            for train in (True, False):
+                self._torchvision(train)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.list_images()
+        evaluation = self.codec.evaluation()
+        self.train_set = Examples(self.samples["train"], self.codec.training(self.flip, self.crop_scale))
+        self.val_set = Examples(self.samples["val"], evaluation)
+        self.test_set = Examples(self.samples["test"], evaluation)
+
+    # ---- listing the images, once ----------------------------------------------------------------
+
+    def list_images(self) -> None:
+        """Each split's (image, class index) pairs: the dataset's, the split folders', or a seeded split of one."""
+        if self.samples:
+            return
+        if self.dataset is not None:
+            train, test = self._torchvision(train=True), self._torchvision(train=False)
+            names, splits = list(train.classes), {"train": list(train), "test": list(test)}
+        else:
+            names, splits = self._folders()
+        names, splits = self._keep_classes(names, splits)
+        splits = self._split_off_missing(splits)
+        if self.per_class is not None:
+            splits["train"] = self._cap(splits["train"], self.per_class)
+        if not splits["train"]:
+            raise ConfigError(f"no training images left in {self.root} (classes {names})")
+        self.codec.labels = names
+        self.samples = splits
+
+    def _torchvision(self, train: bool) -> Any:
+        try:
+            return getattr(datasets, str(self.dataset))(str(self.root), train=train, download=self.download)
+        except RuntimeError as err:  # "Dataset not found", or a failed download
+            raise ConfigError(
+                f"--data.dataset {self.dataset}: not in {self.root}, and {err}; pass --data.download true when "
+                "online, or --data.root a folder of class sub-folders"
+            ) from None
+
+    def _folders(self) -> tuple[list[str], dict[str, list[tuple[Any, int]]]]:
+        if not self.root.is_dir():
+            raise ConfigError(
+                f"--data.root {self.root}: no such folder; give a folder with one sub-folder of images per class "
+                "(or train/, val/, test/ holding them), or --data.dataset CIFAR10"
+            )
+        found = [split for split in SPLITS if (self.root / split).is_dir()]
+        folders = {split: self.root / split for split in found} if "train" in found else {"train": self.root}
+        try:
+            listed = {split: datasets.ImageFolder(str(folder)) for split, folder in folders.items()}
+        except FileNotFoundError as err:  # no class folder, or one without images
+            raise ConfigError(f"--data.root {self.root}: {err} Give it one sub-folder of images per class") from None
+        names = listed["train"].classes
+        for split, folder in listed.items():
+            if folder.classes != names:
+                raise ConfigError(f"{self.root / split} has the classes {folder.classes}; train/ has {names}")
+        return names, {
+            split: [(str(path), label) for path, label in folder.samples] for split, folder in listed.items()
+        }
+
+    def _keep_classes(self, names: list[str], splits: dict) -> tuple[list[str], dict]:
+        if self.keep is None:
+            return names, splits
+        unknown = [name for name in self.keep if name not in names]
+        if unknown:
+            raise ConfigError(f"--data.classes: {unknown} not among the classes {names}")
+        new_index = {names.index(name): index for index, name in enumerate(self.keep)}
+        kept = {split: [(x, new_index[y]) for x, y in rows if y in new_index] for split, rows in splits.items()}
+        return list(self.keep), kept
+
+    def _split_off_missing(self, splits: dict) -> dict:
+        """Validation and test images taken from the training ones where the data has none: a seeded share."""
+        train = splits["train"]
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        taken = 0
+        for split, fraction in (("val", self.val_fraction), ("test", self.test_fraction)):
+            if split not in splits:
+                count = max(1, round(fraction * len(train)))
+                splits[split] = [train[i] for i in order[taken : taken + count]]
+                taken += count
+        splits["train"] = [train[i] for i in sorted(order[taken:])]
+        return splits
+
+    def _cap(self, rows: list[tuple[Any, int]], per_class: int) -> list[tuple[Any, int]]:
+        """At most `per_class` training images of each class, picked with the seed."""
+        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(self.seed + 1)).tolist()
+        counts: dict[int, int] = {}
+        kept = []
+        for i in order:
+            label = rows[i][1]
+            if counts.get(label, 0) < per_class:
+                counts[label] = counts.get(label, 0) + 1
+                kept.append(i)
+        return [rows[i] for i in sorted(kept)]

@@ -1,0 +1,149 @@
+"""Fine-tuning a pretrained ResNet on your own images: transfer learning.
+
+A network trained on a million photos (ImageNet) has learnt edges, textures and shapes in its early
+layers that are useful for almost any picture. Fine-tuning keeps them: the torchvision ResNet named by
+`arch` starts from pretrained `weights`, its classification head is replaced by a new one with as
+many outputs as your data has classes, and training goes in two phases:
+
+1. For the first `freeze_epochs` epochs the backbone (every layer but the head) is frozen: no
+   gradients, no updates, and its batch-norm layers stay in evaluation mode. Their running means and
+   variances describe the pretraining images; updated on a few small batches of new ones they would
+   drift and break the features the frozen weights rely on. Only the new head learns, fast, since the
+   backward pass stops at it.
+2. Then the whole network trains, the backbone at `backbone_lr` (10x lower than the head's `lr` by
+   default), so the pretrained features adapt to the new images without being overwritten.
+
+`weights` is the name of torchvision's weights (`DEFAULT`, `IMAGENET1K_V1`, ...; downloaded once into
+torch's hub cache), the path of a file (a state dict, or a checkpoint of this project: transfer from one
+of your own runs), or null (from scratch). The data module's default preprocessing is ImageNet's, which
+these weights expect. `channels_last` stores activations in the memory layout GPU convolutions prefer.
+
+    python -m {{ cookiecutter.__package }} fit --config configs/resnet_finetune.yaml --data.root photos
+    python -m {{ cookiecutter.__package }} predict --config configs/resnet_finetune.yaml --ckpt_path best --data.root photos
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from .. import ConfigError, require_positive
+from ..classification import ClassificationTask
+
+
+def resnet(arch: str, num_classes: int) -> nn.Module:
+    """torchvision's `arch` with random weights and a new head (`fc`) of `num_classes` outputs."""
+    try:
+        model = torchvision.models.get_model(arch, weights=None)
+    except ValueError:
+        raise ConfigError(f"--model.arch {arch}: torchvision has no such model (resnet18, resnet50, ...)") from None
+    if not isinstance(getattr(model, "fc", None), nn.Linear):
+        raise ConfigError(
+            f"--model.arch {arch}: not a ResNet-like model with an `fc` head; use resnet18, resnet50, ..."
+        )
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def pretrained_weights(arch: str, weights: str) -> dict[str, torch.Tensor]:
+    """The backbone's weights: torchvision's by name (from the hub cache, or downloaded), or from a file."""
+    path = Path(weights)
+    if path.suffix in (".pth", ".pt", ".ckpt", ".bin") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"--model.weights {weights}: no such file")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if "state_dict" in state:  # a checkpoint of this project: the task's `model.` weights
+            state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+        return state
+    named = torchvision.models.get_model_weights(arch)
+    if weights not in named.__members__:
+        raise ConfigError(
+            f"--model.weights {weights}: {arch} has the weights {list(named.__members__)}, or give a file"
+        )
+    chosen = named[weights]
+    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
+    try:
+        return chosen.get_state_dict(progress=False)
+    except OSError as err:  # no network (URLError is an OSError), or a partial download
+        raise ConfigError(
+            f"--model.weights {weights}: {chosen.url} could not be downloaded ({err}). Offline, put that file at "
+            f"{cached}, or pass --model.weights <a .pth state dict or a .ckpt of this project>, or null to train from "
+            "scratch (HF_HUB_OFFLINE does not apply: torchvision's weights come from download.pytorch.org)"
+        ) from None
+
+
+class ResNetClassifier(ClassificationTask):
+    partial_backward = True  # while the backbone is frozen, only the head gets gradients
+
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, int, int],
+        arch: str = "resnet18",
+        weights: str | None = "DEFAULT",
+        freeze_epochs: int = 1,
+        lr: float = 0.001,
+        backbone_lr: float = 0.0001,
+        weight_decay: float = 0.0001,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__(num_classes, lr, weight_decay)
+        self.save_hyperparameters()
+        require_positive(self, backbone_lr=backbone_lr)
+        if freeze_epochs < 0:
+            raise ConfigError(f"freeze_epochs must be 0 or more, got {freeze_epochs}")
+        self.model = resnet(arch, num_classes)
+        self.arch, self.weights, self.freeze_epochs, self.backbone_lr = arch, weights, freeze_epochs, backbone_lr
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
+        self.example_input_array = torch.zeros(1, *input_shape)
+        self.frozen = False
+
+    @property
+    def head(self) -> nn.Linear:
+        head = self.model.fc
+        assert isinstance(head, nn.Linear)  # resnet() put it there
+        return head
+
+    def backbone(self) -> list[nn.Module]:
+        return [module for module in self.model.children() if module is not self.head]
+
+    def setup(self, stage: str) -> None:
+        """Pretrained weights are read when training starts, never when a checkpoint is loaded to serve."""
+        if stage == "fit" and self.weights is not None:
+            state = {k: v for k, v in pretrained_weights(self.arch, self.weights).items() if not k.startswith("fc.")}
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            if unexpected or [key for key in missing if not key.startswith("fc.")]:
+                raise ConfigError(
+                    f"--model.weights {self.weights}: not weights of {self.arch} ({(missing + unexpected)[:3]} ...)"
+                )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images.contiguous(memory_format=self.memory_format))
+
+    def on_train_epoch_start(self) -> None:
+        self.frozen = self.current_epoch < self.freeze_epochs
+        for module in self.backbone():
+            module.requires_grad_(not self.frozen)
+        self.train()  # puts the frozen backbone's batch norm back into evaluation mode (see `train`)
+
+    def train(self, mode: bool = True) -> ResNetClassifier:
+        super().train(mode)
+        if mode and self.frozen:  # frozen batch norm keeps its pretrained statistics
+            for module in self.backbone():
+                module.eval()
+        return self
+
+    def configure_optimizers(self) -> Any:
+        """AdamW with two learning rates (backbone, head), each on a one-cycle schedule over the whole run."""
+        head = list(self.head.parameters())
+        backbone = [p for module in self.backbone() for p in module.parameters()]
+        groups = [{"params": backbone, "lr": self.backbone_lr}, {"params": head, "lr": self.lr}]
+        optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, [self.backbone_lr, self.lr], total_steps)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
