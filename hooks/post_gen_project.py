@@ -18,10 +18,10 @@ SHARED = {
     f"{PACKAGE}/data/noise.py": {"gan"},
     f"{PACKAGE}/judge.py": {"gan"},
     f"{PACKAGE}/data/images.py": {"resnet_finetune"},
-    f"{PACKAGE}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
-    "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
-    "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
-    "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
+    f"{PACKAGE}/data/text.py": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
+    "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
+    "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
+    "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
     f"{PACKAGE}/classification.py": {
         "xor",
         "mnist_cnn",
@@ -29,6 +29,7 @@ SHARED = {
         "sentiment_transformer",
         "gan",
         "resnet_finetune",
+        "bert_finetune",
     },
 }
 

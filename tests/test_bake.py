@@ -65,10 +65,10 @@ SHARED = {
     f"{SRC}/data/noise.py": {"gan"},
     f"{SRC}/judge.py": {"gan"},
     f"{SRC}/data/images.py": {"resnet_finetune"},
-    f"{SRC}/data/text.py": {"sentiment_rnn", "sentiment_transformer"},
-    "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer"},
-    "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer"},
-    "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer"},
+    f"{SRC}/data/text.py": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
+    "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
+    "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
+    "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
     f"{SRC}/classification.py": {
         "xor",
         "mnist_cnn",
@@ -76,9 +76,10 @@ SHARED = {
         "sentiment_transformer",
         "gan",
         "resnet_finetune",
+        "bert_finetune",
     },
 }
-TEXT_TASKS = {"sentiment_rnn", "sentiment_transformer"}
+TEXT_TASKS = {"sentiment_rnn", "sentiment_transformer", "bert_finetune"}
 
 
 def expected_files(tasks: tuple[str, ...]) -> set[str]:
@@ -119,6 +120,7 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     assert pyproject["project"]["scripts"] == {"roadmap-project": f"{PACKAGE}.cli:main"}
     assert ("torchvision" in dependencies) == bool({"mnist_cnn", "gan", "resnet_finetune"} & set(tasks))
     assert ("datasets" in dependencies) == ("tokenizers" in dependencies) == bool(TEXT_TASKS & set(tasks))
+    assert ("transformers" in dependencies) == ("bert_finetune" in tasks)
     logger_package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning")
     assert logger_package in dependencies
     recorded = json.loads((project / ".cookiecutter.json").read_text())

@@ -1,13 +1,16 @@
-{%- set text_tasks = cookiecutter.include_sentiment_rnn == "yes" or cookiecutter.include_sentiment_transformer == "yes" -%}
+{%- set text_tasks = cookiecutter.__text_data == "yes" -%}
 """Shared fixtures: run the CLI in-process inside a scratch folder, and small offline data."""
 
 from __future__ import annotations
 
+{% if cookiecutter.include_bert_finetune == "yes" -%}
+import csv
+{% endif -%}
 import socket
 from pathlib import Path
 
 import pytest
-{%- if cookiecutter.__mnist_data == "yes" or cookiecutter.include_resnet_finetune == "yes" %}
+{%- if "yes" in (cookiecutter.__mnist_data, cookiecutter.include_resnet_finetune, cookiecutter.include_bert_finetune) %}
 import torch
 {%- endif %}
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
@@ -17,6 +20,11 @@ import yaml
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
 from PIL import Image
 {%- endif %}
+{%- if cookiecutter.include_bert_finetune == "yes" %}
+from tokenizers import processors
+from tokenizers.implementations import BertWordPieceTokenizer
+from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+{%- endif %}
 
 from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
 
@@ -24,7 +32,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
 TASKS = [config.stem for config in CONFIGS]
 # The tests of shared machinery (resume, options, the server's limits) run on the quickest task this project has.
-BY_SPEED = ("xor", "linear_regression", "mnist_cnn", "sentiment_rnn", "sentiment_transformer", "resnet_finetune", "gan")
+BY_SPEED = (
+    "xor",
+    "linear_regression",
+    "mnist_cnn",
+    "sentiment_rnn",
+    "sentiment_transformer",
+    "resnet_finetune",
+    "gan",
+    "bert_finetune",
+)
 
 
 def speed(task: str) -> int:
@@ -62,8 +79,10 @@ def free_port() -> int:
 def cli_args(subcommand: str, task: str, data_args: dict[str, list[str]], *args: str) -> list[str]:
     """The CLI arguments `SUBCOMMAND --config configs/TASK.yaml ...`, made quiet and offline."""
     config = PROJECT_ROOT / "configs" / f"{task}.yaml"
-    data_class = yaml.safe_load(config.read_text())["data"]["class_path"].rsplit(".", 1)[-1]
-    return [subcommand, "--config", str(config), *data_args.get(data_class, []), *QUIET, *args]
+    sections = yaml.safe_load(config.read_text())
+    classes = [sections[key]["class_path"].rsplit(".", 1)[-1] for key in ("data", "model")]
+    offline = [arg for name in classes for arg in data_args.get(name, [])]
+    return [subcommand, "--config", str(config), *offline, *QUIET, *args]
 
 
 @pytest.fixture
@@ -146,6 +165,34 @@ def hub_weights(tmp_path_factory: pytest.TempPathFactory):
         torch.save(state, home / "hub" / "checkpoints" / Path(url).name)
         yield state
 {%- endif %}
+{%- if cookiecutter.include_bert_finetune == "yes" %}
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT of width 32 and its WordPiece tokenizer (trained on the test reviews), saved as a Hub model
+    folder: `from_pretrained` reads it with no network, as it would read google-bert/bert-base-uncased."""
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    with (REVIEWS / "train.csv").open(newline="", encoding="utf-8") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    wordpiece = BertWordPieceTokenizer(lowercase=True)
+    wordpiece.train_from_iterator(texts, vocab_size=400, min_frequency=1)
+    cls, sep = (wordpiece.token_to_id(token) for token in ("[CLS]", "[SEP]"))
+    wordpiece.post_processor = processors.BertProcessing(("[SEP]", sep), ("[CLS]", cls))  # [CLS] text [SEP]
+    special = dict(unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+    PreTrainedTokenizerFast(tokenizer_object=wordpiece._tokenizer, **special).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(
+        vocab_size=wordpiece.get_vocab_size(),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=160,
+    )
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+{%- endif %}
 {%- if text_tasks %}
 
 
@@ -161,9 +208,11 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="session")
 def data_args(
     {%- if cookiecutter.__mnist_data == "yes" %}fake_mnist: Path, {% endif %}
-    {%- if cookiecutter.include_resnet_finetune == "yes" %}photos: Path{% endif -%}
+    {%- if cookiecutter.include_resnet_finetune == "yes" %}photos: Path, {% endif %}
+    {%- if cookiecutter.include_bert_finetune == "yes" %}tiny_bert: Path{% endif -%}
 ) -> dict[str, list[str]]:
-    """Options a data module needs to run offline in a test, by data module class: every task on it gets them."""
+    """Options that let a task run offline in a test, by data module class (every task on it gets them) and by
+    model class (for that task only)."""
     offline = {}
 {%- if cookiecutter.__mnist_data == "yes" %}
     mnist = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
@@ -177,6 +226,10 @@ def data_args(
 {%- if text_tasks %}
     # 160 training and 40 test reviews in tests/data/reviews; no validation file, so 16 are split off for it.
     offline["TextDataModule"] = ["--data.dataset", str(REVIEWS), "--data.batch_size", "16", "--data.vocab_size", "200"]
+{%- endif %}
+{%- if cookiecutter.include_bert_finetune == "yes" %}
+    # The tiny BERT and its tokenizer in place of bert-base-uncased, both read from its folder.
+    offline["BertClassifier"] = ["--model.pretrained", str(tiny_bert), "--data.tokenizer", str(tiny_bert)]
 {%- endif %}
     return offline
 

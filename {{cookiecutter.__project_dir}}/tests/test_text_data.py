@@ -110,7 +110,7 @@ def test_bad_data_exits_2_before_training(run_cli, workdir, capsys):
 def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, workdir, capsys, task):
     trained = run_cli("fit", task, "--trainer.max_epochs", "2").datamodule.codec
     (best,) = workdir.glob("runs/**/best.ckpt")
-    texts = ["A wonderful, moving film.", "Dull and pointless!", "qwxz blorf"]  # --text, then --text_file's lines
+    texts = ["A wonderful, moving film.", "Dull and pointless!", "ᚠᛇᚻ ᛒᛦᚦ"]  # --text, then --text_file's lines
     (workdir / "texts.txt").write_text("\n".join(texts[1:]) + "\n\n")
     with pytest.warns(UserWarning, match="text 3 to predict has no word the tokenizer knows"):
         cli = run_cli("predict", task, "--ckpt_path", str(best), "--text_file", "texts.txt", "--text", texts[0])

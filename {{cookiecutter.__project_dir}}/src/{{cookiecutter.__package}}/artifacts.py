@@ -179,39 +179,46 @@ def torch_predict(model: Predicts) -> Predict:
     return predict
 
 
-def onnx_predict(path: Path, threads: int = 0) -> Predict:
-    """ONNX Runtime on the CPU with `threads` threads per call (0: its default, one per core).
+def padded(batch: tuple[torch.Tensor, ...], shapes: list[list[Any]]) -> tuple[torch.Tensor, ...]:
+    """Each input zero-padded up to the sizes an exported graph fixes (`shapes`: a size, or a name where it is
+    free). Only texts have such an axis: token ids padded to max_length for an exported RNN, with [PAD] (id 0);
+    padding changes no prediction, since the lengths travel beside the ids."""
+    out = []
+    for tensor, shape in zip(batch, shapes, strict=True):
+        gaps = [
+            size - have if isinstance(size, int) else 0 for size, have in zip(shape[1:], tensor.shape[1:], strict=True)
+        ]
+        out.append(F.pad(tensor, [side for gap in reversed(gaps) for side in (0, gap)]) if any(gaps) else tensor)
+    return tuple(out)
 
-    An axis that the graph fixes (texts padded to `max_length` for an exported RNN) is zero-padded up to
-    its size: [PAD] is id 0, and padding changes no prediction, since the lengths travel beside the ids.
-    """
+
+def onnx_predict(path: Path, threads: int = 0) -> Predict:
+    """ONNX Runtime on the CPU with `threads` threads per call (0: its default, one per core)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = threads
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    inputs = [(arg.name, arg.shape[1:]) for arg in session.get_inputs()]
+    input_names = [arg.name for arg in session.get_inputs()]
+    shapes = [arg.shape for arg in session.get_inputs()]
     output_names = [arg.name for arg in session.get_outputs()]
 
-    def padded(tensor: torch.Tensor, sizes: list) -> torch.Tensor:
-        gaps = [size - have if isinstance(size, int) else 0 for size, have in zip(sizes, tensor.shape[1:], strict=True)]
-        return F.pad(tensor, [side for gap in reversed(gaps) for side in (0, gap)]) if any(gaps) else tensor
-
     def predict(batch: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
-        feeds = {name: padded(tensor, sizes).numpy() for (name, sizes), tensor in zip(inputs, batch, strict=True)}
+        feeds = {name: tensor.numpy() for name, tensor in zip(input_names, padded(batch, shapes), strict=True)}
         outputs = session.run(output_names, feeds)
         return {name: torch.from_numpy(out) for name, out in zip(output_names, outputs, strict=True)}
 
     return predict
 
 
-def program_predict(path: Path, output_names: list[str]) -> Predict:
-    """A torch.export program (`model.pt2`), whose outputs come as a tuple in the order of `output_names`."""
+def program_predict(path: Path, metadata: dict[str, Any]) -> Predict:
+    """A torch.export program (`model.pt2`), its inputs padded as the metadata's shapes say, its outputs named."""
     program = torch.export.load(path).module()
+    shapes, output_names = [spec["shape"] for spec in metadata["inputs"]], metadata["outputs"]
 
     def predict(inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         with torch.inference_mode():
-            return dict(zip(output_names, program(*inputs), strict=True))
+            return dict(zip(output_names, program(*padded(inputs, shapes)), strict=True))
 
     return predict
 
@@ -246,7 +253,7 @@ def load(path: str | Path, threads: int = 1) -> Trained:
         kind = "int8_onnx" if path.name in metadata.get("int8", {}).get("scheme", {}) else "onnx"
         return Trained(onnx_predict(path, threads), codec, metadata, path, kind)
     if kind == "pt2":
-        return Trained(program_predict(path, metadata["outputs"]), codec, metadata, path, kind)
+        return Trained(program_predict(path, metadata), codec, metadata, path, kind)
     return Trained(torch_predict(load_int8(path, metadata)), codec, metadata, path, kind)
 
 

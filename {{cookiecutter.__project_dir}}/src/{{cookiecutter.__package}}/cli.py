@@ -144,11 +144,14 @@ def drop_unaccepted_hparams(model: LightningModule) -> None:
     """Forget linked values the model does not take, so its checkpoint reloads (`--ckpt_path`, `load_from_checkpoint`).
 
     jsonargparse skips a link whose target argument the model lacks (`max_length` for the RNN) but still reports
-    it as applied, and Lightning then saves it among the model's hyperparameters.
+    it as applied, and Lightning then saves it among the model's hyperparameters, and logs it from their initial
+    copy, where it may contradict the data module's own argument of that name (a pretrained tokenizer's vocab_size).
     """
     accepted = inspect.signature(type(model).__init__).parameters
+    initial = getattr(model, "_hparams_initial", {})  # Lightning's frozen copy (`hparams_initial` returns a copy of it)
     for name in [name for name in model.hparams if name in LINKED_FROM_DATA and name not in accepted]:
         del model.hparams[name]
+        initial.pop(name, None)
 
 
 def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[Callback]:

@@ -67,6 +67,14 @@ class Prediction(nn.Module):
         return tuple(outputs[name] for name in self.output_names)
 
 
+def shape_of(tensor: torch.Tensor, variable_length: bool) -> list[int | str]:
+    """An input's shape for the metadata: `batch` for axis 0, and `length` for axis 1 of token ids that may vary."""
+    shape: list[int | str] = ["batch", *tensor.shape[1:]]
+    if variable_length and tensor.dim() > 1:
+        shape[1] = "length"
+    return shape
+
+
 def max_difference(expected: dict[str, torch.Tensor], actual: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: (actual[name].double() - value.double()).abs().max().item() for name, value in expected.items()}
 
@@ -84,11 +92,15 @@ def export(
     program = Prediction(model, list(expected)).eval()
     names = list(model.input_names)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
-    dynamic_shapes = {"inputs": tuple({0: batch} for _ in inputs)}  # by the name of forward's *inputs
+    axes = [{0: batch} for _ in inputs]
+    if model.variable_length:  # token ids of any length up to the example's (max_length): axis 1 stays free
+        length = torch.export.Dim("length", min=2, max=max(t.shape[1] for t in inputs if t.dim() > 1))
+        axes = [{**axis, 1: length} if t.dim() > 1 else axis for axis, t in zip(axes, inputs, strict=True)]
+    dynamic_shapes = {"inputs": tuple(axes)}  # by the name of forward's *inputs
     metadata = {
         **checkpoint.metadata,
         "inputs": [
-            {"name": name, "dtype": str(tensor.dtype), "shape": ["batch", *tensor.shape[1:]]}
+            {"name": name, "dtype": str(tensor.dtype), "shape": shape_of(tensor, model.variable_length)}
             for name, tensor in zip(names, inputs, strict=True)
         ],
         "outputs": list(expected),
@@ -102,7 +114,7 @@ def export(
             exported = torch.export.export(program, inputs, dynamic_shapes=dynamic_shapes)
         if "pt2" in formats:
             torch.export.save(exported, staging / "model.pt2")
-            check(metadata, "model.pt2", checks, eager, program_predict(staging / "model.pt2", list(expected)))
+            check(metadata, "model.pt2", checks, eager, program_predict(staging / "model.pt2", metadata))
         if "onnx" in formats:
             write_onnx(exported, staging / "model.onnx", names, list(expected), model)
             check(metadata, "model.onnx", checks, eager, onnx_predict(staging / "model.onnx"))

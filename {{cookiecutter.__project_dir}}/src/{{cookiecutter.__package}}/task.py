@@ -14,7 +14,9 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 - `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks);
 - `sample_images()`: pictures drawn every epoch, for a task that makes them (None for the others);
 - `partial_backward`: True when a backward pass leaves some weights without gradients (a GAN's two
-  optimizers each train half of it), which DDP must be told to expect.
+  optimizers each train half of it), which DDP must be told to expect;
+- `variable_length`: True when the model reads token ids of any length (a pretrained Transformer), so
+  that export leaves the length axis free instead of fixing it at `max_length`.
 
 A task whose predictions read no data (a generator) also defines Lightning's `predict_dataloader`:
 `predict` then reads that instead of the data module's test split, and `reads_data()` is False.
@@ -45,6 +47,7 @@ class Task(LightningModule):
     best_checkpoint: BestCheckpoint = ("val_loss", "min")
     input_names: ClassVar[tuple[str, ...]] = ("x",)
     partial_backward: ClassVar[bool] = False
+    variable_length: ClassVar[bool] = False
 
     def predict(self, *inputs: Any) -> dict[str, torch.Tensor]:  # each task names its own tensor inputs
         raise NotImplementedError(f"{type(self).__name__} does not say what a prediction is")

@@ -47,6 +47,10 @@ class Codec:
         """A request's inputs (`request_model(...).items()`) -> the model's input tensors, batch first."""
         raise NotImplementedError
 
+    def concatenate(self, parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """Several requests' inputs -> one batch (the server's micro-batches): each input concatenated on axis 0."""
+        return tuple(torch.cat(tensors) for tensors in zip(*parts, strict=True))
+
     def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
         """A batch of predictions (the task's `predict` outputs, batch first) -> one JSON object per input.
 

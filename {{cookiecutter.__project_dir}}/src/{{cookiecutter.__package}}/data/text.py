@@ -11,7 +11,8 @@ share of the training rows becomes the validation split when the data has none.
 A word-level tokenizer (Hugging Face `tokenizers`) is trained on the training split only: lower
 case, accents stripped, split on whitespace and punctuation; the `vocab_size - 2` most frequent words
 seen at least `min_frequency` times get an id, every other word becomes [UNK] (1), and [PAD] is 0.
-It lives in the data module's codec (`TextCodec`), saved in every checkpoint, so `predict` and
+A pretrained model reads text with its own tokenizer instead (`--data.tokenizer <its name or folder>`:
+WordPiece for BERT). Either lives in the data module's codec (`TextCodec`), saved in every checkpoint, so `predict` and
 serving read text exactly as training did. Texts are cut to `max_length` tokens and padded per batch
 to the longest text in it.
 A batch is `(token_ids (N, L), lengths (N,), labels (N,))`; padding is where position >= length.
@@ -71,9 +72,33 @@ def train_tokenizer(texts: list[str], vocab_size: int, min_frequency: int, max_l
     return tokenizer
 
 
+def pretrained_tokenizer(name: str, max_length: int) -> Tokenizer:
+    """The tokenizer of a pretrained model (a Hub name or a folder), set to cut at `max_length` and pad per batch."""
+    from transformers import AutoTokenizer  # only projects with a pretrained text model have transformers
+
+    try:
+        loaded = AutoTokenizer.from_pretrained(name)
+    except OSError as err:
+        raise ConfigError(unreachable(name, "--data.tokenizer", err)) from None
+    tokenizer = loaded.backend_tokenizer  # the fast tokenizer itself: it travels as JSON, like a trained one
+    tokenizer.enable_truncation(max_length)
+    tokenizer.enable_padding(pad_id=loaded.pad_token_id or 0, pad_token=loaded.pad_token or PAD)
+    return tokenizer
+
+
+def unreachable(name: str, option: str, err: Exception) -> str:
+    """One line for a pretrained model or tokenizer that cannot be had."""
+    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return (
+        f"{option} {name}: no such folder here, and the Hugging Face Hub does not have it or cannot be reached "
+        f"({reason}). Offline, save the model with save_pretrained (or `huggingface-cli download {name}`) into a "
+        "folder and pass its path, or set HF_HUB_OFFLINE=1 to read only the local cache"
+    )
+
+
 @dataclasses.dataclass(kw_only=True)
 class TextCodec(Codec):
-    """Texts -> (token ids, lengths) with the tokenizer trained on the training split; answers class and label."""
+    """Texts -> (token ids, lengths) with the tokenizer of training; answers the class and its label."""
 
     request_model = TextRequest
     example_request = {"text": ["A gem of a film: funny, warm and beautifully acted.", "Dull and far too long."]}
@@ -82,13 +107,24 @@ class TextCodec(Codec):
 
     def __post_init__(self) -> None:
         self._tokenizer = Tokenizer.from_str(self.tokenizer)
+        padding = self._tokenizer.padding
+        self.pad_id = padding["pad_id"] if padding else PAD_ID
 
     def tokenize(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Raw texts -> (token ids (N, L) padded with 0 to the longest text, lengths (N,)): what the models read."""
+        """Raw texts -> (token ids (N, L) padded to the longest text, lengths (N,)): what the models read."""
         encodings = self._tokenizer.encode_batch(texts)
         ids = torch.tensor([encoding.ids for encoding in encodings], dtype=torch.long)
         lengths = torch.tensor([sum(encoding.attention_mask) for encoding in encodings], dtype=torch.long)
         return ids, lengths.clamp(min=1)  # a text that yields no token at all reads as one [PAD]
+
+    def known_words(self, texts: list[str]) -> list[int]:
+        """How many tokens of each text the tokenizer knows: neither special ([CLS], [PAD], ...) nor [UNK]."""
+        unk = self._tokenizer.token_to_id(UNK)
+        encodings = self._tokenizer.encode_batch(texts)
+        return [
+            sum(1 for i, special in zip(e.ids, e.special_tokens_mask, strict=True) if not special and i != unk)
+            for e in encodings
+        ]
 
     def collate(self, rows: list[Row] | list[str]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """A DataLoader's list of rows -> one batch (token ids, lengths, labels); labels are None for bare texts."""
@@ -98,10 +134,19 @@ class TextCodec(Codec):
         return (*self.tokenize(list(texts)), torch.tensor(labels, dtype=torch.long))
 
     def encode(self, items: list[str]) -> tuple[torch.Tensor, ...]:
-        """Texts -> (token ids (N, max_length), lengths (N,)): always padded to max_length, so that requests
-        batch together and exported graphs see one shape; padding changes no prediction."""
-        ids, lengths = self.tokenize(items)
-        return F.pad(ids, (0, self.max_length - ids.shape[1]), value=PAD_ID), lengths
+        return self.tokenize(items)  # padded to the request's longest text: padding changes no prediction
+
+    def concatenate(self, parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
+        """Requests of texts of different lengths in one batch: each padded to the batch's longest."""
+        longest = max(ids.shape[1] for ids, _ in parts)
+        ids = torch.cat([F.pad(ids, (0, longest - ids.shape[1]), value=self.pad_id) for ids, _ in parts])
+        return ids, torch.cat([lengths for _, lengths in parts])
+
+    def example_inputs(self) -> tuple[torch.Tensor, ...]:
+        """The example request padded to max_length: an exported graph that fixes the text length (an RNN's) fixes
+        it there, and the server pads shorter texts up to it."""
+        ids, lengths = super().example_inputs()
+        return F.pad(ids, (0, self.max_length - ids.shape[1]), value=self.pad_id), lengths
 
 
 class TextDataModule(SplitDataModule):
@@ -114,6 +159,7 @@ class TextDataModule(SplitDataModule):
         text_column: str = "text",
         label_column: str = "label",
         labels: tuple[str, ...] = ("negative", "positive"),
+        tokenizer: str | None = None,
         vocab_size: int = 20000,
         min_frequency: int = 2,
         max_length: int = 128,
@@ -124,10 +170,11 @@ class TextDataModule(SplitDataModule):
         predict_texts: list[str] | None = None,
         predict_file: str | None = None,
     ) -> None:
-        """`predict_texts` (or `predict_file`, one text per line) are what `predict` classifies: the CLI's
-        `--text` and `--text_file`. Without them `predict` runs over the test split."""
+        """`tokenizer`: a pretrained model's tokenizer (a Hub name or a folder) instead of one trained here (then
+        `vocab_size` and `min_frequency` do not apply). `predict_texts` (or `predict_file`, one text per line)
+        are what `predict` classifies: the CLI's `--text` and `--text_file`; without them, the test split."""
         super().__init__(batch_size, num_workers)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["vocab_size", "min_frequency"] if tokenizer else [])  # not used then
         require_positive(self, vocab_size=vocab_size, min_frequency=min_frequency, max_length=max_length)
         if len(labels) < 2:
             raise ConfigError(f"TextDataModule: labels must name at least 2 classes, got {list(labels)}")
@@ -149,9 +196,10 @@ class TextDataModule(SplitDataModule):
         )
         self.label_names, self.min_frequency, self.val_size, self.seed = list(labels), min_frequency, val_size, seed
         self.predict_texts, self.predict_file = predict_texts, predict_file  # what `predict` classifies, if given
-        self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
-        self.vocab_size = vocab_size
         self.max_length = max_length
+        self.pretrained = pretrained_tokenizer(tokenizer, max_length) if tokenizer else None
+        self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
+        self.vocab_size = self.pretrained.get_vocab_size() if self.pretrained else vocab_size
         self.texts_to_predict: list[str] = []
         # The codec comes with the tokenizer: trained in setup() on the train split, or restored from a checkpoint.
 
@@ -201,7 +249,7 @@ class TextDataModule(SplitDataModule):
         self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
         if not hasattr(self, "codec"):  # a checkpoint's codec, when there is one, replaces this after setup
             texts = [text for text, _ in train]
-            tokenizer = train_tokenizer(texts, self.vocab_size, self.min_frequency, self.max_length)
+            tokenizer = self.pretrained or train_tokenizer(texts, self.vocab_size, self.min_frequency, self.max_length)
             labels = self.label_names
             self.codec = TextCodec(tokenizer=tokenizer.to_str(), max_length=self.max_length, labels=labels)
 
@@ -264,8 +312,7 @@ class TextDataModule(SplitDataModule):
         if not self.texts_to_predict:
             return self.test_dataloader()
         loader = self._loader(self.texts_to_predict)  # refuses to go on without a trained tokenizer
-        ids, _ = self.codec.tokenize(self.texts_to_predict)
-        unknown = [i + 1 for i, known in enumerate((ids > 1).sum(dim=1).tolist()) if known == 0]  # 0, 1: [PAD], [UNK]
+        unknown = [i + 1 for i, known in enumerate(self.codec.known_words(self.texts_to_predict)) if known == 0]
         if unknown:
             rank_zero_warn(f"text {unknown[0]} to predict has no word the tokenizer knows: its prediction is a guess")
         return loader

@@ -29,7 +29,7 @@ from .settings import ServeSettings, parse
 def create_app(settings: ServeSettings, trained: Trained | None = None) -> FastAPI:
     """The app for one model: `trained`, or the file `settings.model` loaded now."""
     trained = trained or load(settings.model, settings.threads)
-    batcher = MicroBatcher(trained.predict, settings.max_batch_size, settings.max_wait_ms)
+    batcher = MicroBatcher(trained.predict, settings.max_batch_size, settings.max_wait_ms, trained.codec.concatenate)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

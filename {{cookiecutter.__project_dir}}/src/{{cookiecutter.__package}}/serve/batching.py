@@ -2,8 +2,9 @@
 
 Each request brings its inputs already preprocessed (tensors, batch first, one row per example). The
 batcher waits for the first request, then for more until `max_batch_size` examples are gathered or
-`max_wait_ms` has passed since the first, concatenates them, runs the model once in a worker thread (so
-the event loop keeps accepting requests), and hands every request its own rows of the outputs. A request
+`max_wait_ms` has passed since the first, concatenates them as the codec says (texts padded to the
+longest), runs the model once in a worker thread (so the event loop keeps accepting requests), and
+hands every request its own rows of the outputs. A request
 that does not fit in the current batch waits for the next one; a failed batch fails only its requests.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -30,8 +32,16 @@ class Pending:
 
 
 class MicroBatcher:
-    def __init__(self, predict: Predict, max_batch_size: int, max_wait_ms: float) -> None:
+    def __init__(
+        self,
+        predict: Predict,
+        max_batch_size: int,
+        max_wait_ms: float,
+        concatenate: Callable[[list[tuple[torch.Tensor, ...]]], tuple[torch.Tensor, ...]],
+    ) -> None:
+        """`concatenate` makes one batch of several requests' inputs (the codec's: texts are padded to the longest)."""
         self.predict = predict
+        self.concatenate = concatenate
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
         self.batch_sizes: list[int] = []  # examples per forward pass, for the curious and the tests
@@ -81,7 +91,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         while True:
             batch = await self._next_batch()
-            inputs = tuple(torch.cat(parts) for parts in zip(*(p.inputs for p in batch), strict=True))
+            inputs = self.concatenate([pending.inputs for pending in batch])
             self.batch_sizes.append(len(inputs[0]))
             try:
                 outputs = await loop.run_in_executor(self.executor, self.predict, inputs)

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import ConfigError, require_positive
@@ -115,11 +116,16 @@ class GAN(Task):
         width: int = 64,
         lr: float = 0.0002,
         beta1: float = 0.5,
+        real_label: float = 1.0,
+        ema: float = 0.0,
         judge: str | None = None,
         num_samples: int = 64,
         sample_seed: int = 0,
     ) -> None:
-        """`judge`: a classifier checkpoint that scores the images at validation and test (judge.py);
+        """`real_label`: the discriminator's target for real images (0.9: one-sided label smoothing, which keeps it
+        from growing over-confident). `ema`: draw with an exponential moving average of the generator's weights
+        (decay per step, 0.999; 0: the generator itself), which smooths out the game's oscillation.
+        `judge`: a classifier checkpoint that scores the images at validation and test (judge.py);
         `num_samples` and `sample_seed`: what `predict` draws (the same seed gives the same images).
         These three are options of a run, not of the model: they stay out of its checkpoint, whose saved
         hyperparameters would otherwise override them when `--ckpt_path` is given."""
@@ -130,7 +136,14 @@ class GAN(Task):
         self.generator = Generator(latent_dim=latent_dim, image_shape=input_shape, width=width)
         self.discriminator = Discriminator(image_shape=input_shape, width=width)
         self.apply(dcgan_init)
-        self.lr, self.beta1, self.num_samples, self.sample_seed = lr, beta1, num_samples, sample_seed
+        if not 0 < real_label <= 1 or not 0 <= ema < 1:
+            raise ConfigError(f"need 0 < real_label <= 1 and 0 <= ema < 1, got real_label={real_label}, ema={ema}")
+        self.averaged = None
+        if ema:  # follows the generator: no optimizer, no gradient
+            self.averaged = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+            self.averaged.requires_grad_(False)
+        self.lr, self.beta1, self.real_label, self.ema = lr, beta1, real_label, ema
+        self.num_samples, self.sample_seed = num_samples, sample_seed
         self.codec = NoiseCodec(latent_dim=latent_dim)
         self.fixed_noise: torch.Tensor
         self.register_buffer("fixed_noise", self.codec.sample_inputs(FIXED_NOISE)[0], persistent=False)
@@ -141,7 +154,8 @@ class GAN(Task):
         self.real_images: list[torch.Tensor] = []  # the validation or test images, for the judge
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
-        return self.generator(noise)
+        """The images the task draws: the averaged generator's with `ema`, else the generator's."""
+        return self.averaged(noise) if self.averaged is not None else self.generator(noise)
 
     def predict(self, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         """Images (N, C, H, W) with pixels in [0, 1], drawn from noise (N, latent_dim)."""
@@ -160,7 +174,7 @@ class GAN(Task):
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         """Real images labelled 1, generated ones 0."""
         real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
-        real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, self.real_label))
         return real_loss + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
@@ -173,7 +187,8 @@ class GAN(Task):
         optimizers = self.optimizers()
         assert isinstance(optimizers, list)  # configure_optimizers returns two
         d_optimizer, g_optimizer = optimizers
-        fake = self(torch.randn(len(real), self.codec.latent_dim, device=self.device, dtype=self.fixed_noise.dtype))
+        noise = torch.randn(len(real), self.codec.latent_dim, device=self.device, dtype=self.fixed_noise.dtype)
+        fake = self.generator(noise)  # the generator in training, not its average
         # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
         self.toggle_optimizer(d_optimizer)
         d_loss = self.discriminator_loss(real, fake.detach())
@@ -188,6 +203,8 @@ class GAN(Task):
         self.manual_backward(g_loss)
         g_optimizer.step()
         self.untoggle_optimizer(g_optimizer)
+        if self.averaged is not None:
+            self.averaged.update_parameters(self.generator)
         self.log("train_loss", g_loss, prog_bar=True)  # the task's loss is the generator's: it is what is kept
         self.log("train_d_loss", d_loss, prog_bar=True)
         return {"loss": g_loss.detach(), "d_loss": d_loss.detach()}  # both drawn in learning_curves.png

@@ -25,9 +25,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from .. import require_positive, require_probability
+from .. import ConfigError, require_positive, require_probability
 from ..classification import ClassificationTask
-from ..data.text import PAD_ID
+from ..data.text import PAD_ID, unreachable
 
 if TYPE_CHECKING:
     import onnx
@@ -36,6 +36,13 @@ RNN_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # per layer and 
 
 
 class SentimentRNN(nn.Module):
+    embedding: nn.Embedding
+
+    @property
+    def embedding_table(self) -> torch.Tensor:
+        """The word vectors, (vocab_size, embed_dim): learnt, or pretrained (SentimentRNNClassifier's `embeddings`)."""
+        return self.embedding.weight
+
     def __init__(
         self,
         *,
@@ -83,6 +90,19 @@ class SentimentRNN(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
+def pretrained_embeddings(name: str) -> torch.Tensor:
+    """The input embedding table (vocab_size, width) of a pretrained transformers model."""
+    try:
+        from transformers import AutoModel
+    except ImportError:
+        raise ConfigError("--model.embeddings needs transformers: pip install -e '.[pretrained]'") from None
+    try:
+        model = AutoModel.from_pretrained(name)
+    except OSError as err:
+        raise ConfigError(unreachable(name, "--model.embeddings", err)) from None
+    return model.get_input_embeddings().weight.detach().clone()
+
+
 def run_each_direction(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """What `rnn` computes on a packed batch, computed on the padded batch instead, as export needs.
 
@@ -110,16 +130,45 @@ def run_each_direction(rnn: nn.RNNBase, inputs: torch.Tensor, lengths: torch.Ten
 
 
 class SentimentRNNClassifier(ClassificationTask):
+    model: SentimentRNN
     input_names = ("token_ids", "lengths")
 
     def __init__(
-        self, num_classes: int, vocab_size: int, lr: float = 0.004, weight_decay: float = 0.01, **architecture: Any
+        self,
+        num_classes: int,
+        vocab_size: int,
+        lr: float = 0.004,
+        weight_decay: float = 0.01,
+        embeddings: str | None = None,
+        freeze_embeddings: bool = True,
+        **architecture: Any,
     ) -> None:
-        """`architecture`: SentimentRNN's keyword arguments (`--model.hidden_size 256 --model.cell gru`)."""
+        """`architecture`: SentimentRNN's keyword arguments (`--model.hidden_size 256 --model.cell gru`).
+
+        `embeddings`: a pretrained model (a Hub name or a folder, as `from_pretrained` reads it) whose input
+        embeddings become the word vectors, the classic "GloVe" step; the data must then read text with that
+        model's tokenizer (`--data.tokenizer`, the same name), and `embed_dim` be its width (384 for MiniLM).
+        `freeze_embeddings` keeps them as they are; false fine-tunes them with the rest.
+        """
         super().__init__(num_classes, lr, weight_decay)
         self.save_hyperparameters()
         self.model = SentimentRNN(vocab_size=vocab_size, num_classes=num_classes, **architecture)
+        self.embeddings, self.freeze_embeddings = embeddings, freeze_embeddings
         self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token review
+
+    def setup(self, stage: str) -> None:
+        """Pretrained word vectors, read when training starts (a trained model keeps its own in its checkpoint)."""
+        if stage == "fit" and self.embeddings is not None:
+            vectors, table = pretrained_embeddings(self.embeddings), self.model.embedding_table
+            if vectors.shape != table.shape:
+                raise ConfigError(
+                    f"--model.embeddings {self.embeddings} holds {vectors.shape[0]} vectors of {vectors.shape[1]} "
+                    f"values; the model has {table.shape[0]} of {table.shape[1]}. "
+                    f"Set --model.embed_dim {vectors.shape[1]} and --data.tokenizer {self.embeddings}"
+                )
+            with torch.no_grad():
+                table.copy_(vectors)
+        self.model.embedding_table.requires_grad_(not (self.embeddings and self.freeze_embeddings))
 
     def finish_onnx(self, model: onnx.ModelProto) -> None:
         """Give every LSTM/GRU node of the exported ONNX graph the reviews' lengths (its `sequence_lens` input).

@@ -95,6 +95,7 @@ class SentimentTransformer(nn.Module):
 
 class SentimentTransformerClassifier(ClassificationTask):
     input_names = ("token_ids", "lengths")
+    variable_length = True  # attention reads any length: export keeps it free, and the server pads no further
 
     def __init__(
         self,

@@ -1,0 +1,112 @@
+"""Fine-tuning a pretrained BERT for text classification, with Hugging Face transformers.
+
+BERT read billions of words before you start: masked-word prediction taught it what words mean in
+their context. Fine-tuning keeps all of that and adds a small classification head on top; then every
+weight trains on your labelled texts for a few epochs. The learning rate is small (2e-5, a hundred
+times below a network trained from scratch): the pretrained weights are already good, and large steps
+would wash out what they know before the head has learnt anything. The rate warms up linearly over
+the first `warmup` share of the steps, while the new head's gradients are still large and random,
+then decays linearly to zero. Weight decay spares biases and LayerNorm weights, as in BERT's recipe.
+
+`pretrained` is a Hub name (downloaded once into the Hugging Face cache) or a folder written by
+`save_pretrained`; the data module reads text with the same model's tokenizer (`--data.tokenizer`, set
+to the same name in the config). The architecture's configuration is kept in the checkpoint, so
+`predict`, `export` and `serve` rebuild the model with no network; the pretrained weights are read
+when `fit` starts. `pooling: mean` averages the last layer over the real tokens instead of reading
+the [CLS] token (sentence-embedding models such as MiniLM were trained that way).
+
+    python -m {{ cookiecutter.__package }} fit --config configs/bert_finetune.yaml
+    python -m {{ cookiecutter.__package }} predict --config configs/bert_finetune.yaml --ckpt_path best --text "A gem."
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    PreTrainedModel,
+    get_linear_schedule_with_warmup,
+)
+
+from .. import ConfigError
+from ..classification import ClassificationTask
+from ..data.text import unreachable
+
+
+def pretrained_config(name: str, num_classes: int) -> dict[str, Any]:
+    try:
+        config = AutoConfig.from_pretrained(name, num_labels=num_classes)
+    except OSError as err:
+        raise ConfigError(unreachable(name, "--model.pretrained", err)) from None
+    return config.to_dict()
+
+
+class BertClassifier(ClassificationTask):
+    model: PreTrainedModel
+    input_names = ("token_ids", "lengths")
+    variable_length = True  # export keeps the text length free: a served batch is padded to its own longest text
+
+    def __init__(
+        self,
+        num_classes: int,
+        pretrained: str = "google-bert/bert-base-uncased",
+        pooling: Literal["cls", "mean"] = "cls",
+        lr: float = 2e-5,
+        weight_decay: float = 0.01,
+        warmup: float = 0.1,
+        gradient_checkpointing: bool = False,
+        architecture: dict[str, Any] | None = None,
+    ) -> None:
+        """`architecture`: the model's configuration (config.json), filled from `model` when not given; the
+        checkpoint keeps it, so that a trained model is rebuilt without the Hub."""
+        super().__init__(num_classes, lr, weight_decay)
+        if not 0 <= warmup < 1:
+            raise ConfigError(f"warmup is the share of steps that warm the learning rate up, in [0, 1); got {warmup}")
+        self.save_hyperparameters()
+        config_dict = architecture or pretrained_config(pretrained, num_classes)
+        self.hparams["architecture"] = config_dict
+        config = AutoConfig.for_model(config_dict["model_type"]).__class__.from_dict(config_dict)
+        self.model = AutoModelForSequenceClassification.from_config(config)
+        if pooling == "mean" and not isinstance(getattr(self.model, "classifier", None), nn.Linear):
+            raise ConfigError(
+                f"pooling mean needs a model whose head is one linear layer (BERT's); {pretrained} is not"
+            )
+        if gradient_checkpointing:  # recompute activations in the backward pass: less memory, more time
+            self.model.gradient_checkpointing_enable()
+        self.pretrained, self.pooling, self.warmup = pretrained, pooling, warmup
+        self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token text
+
+    def setup(self, stage: str) -> None:
+        """The pretrained weights, read when training starts (never when a trained model is loaded to serve)."""
+        if stage == "fit":
+            try:
+                loaded = AutoModelForSequenceClassification.from_pretrained(self.pretrained, config=self.model.config)
+            except OSError as err:
+                raise ConfigError(unreachable(self.pretrained, "--model.pretrained", err)) from None
+            self.model.load_state_dict(loaded.state_dict())
+
+    def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(N, L) token ids and (N,) lengths -> (N, num_classes) logits; padding is masked out of attention."""
+        mask = (torch.arange(token_ids.shape[1], device=token_ids.device) < lengths[:, None]).long()  # (N, L)
+        if self.pooling == "cls":
+            return self.model(input_ids=token_ids, attention_mask=mask).logits
+        hidden = self.model.base_model(input_ids=token_ids, attention_mask=mask).last_hidden_state  # (N, L, H)
+        pooled = (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)  # mean of the real tokens
+        dropout, classifier = (self.model.get_submodule(name) for name in ("dropout", "classifier"))
+        return classifier(dropout(pooled))
+
+    def configure_optimizers(self) -> Any:
+        """AdamW, no weight decay on biases and LayerNorm weights; linear warm-up, then linear decay to 0."""
+        decayed: list[nn.Parameter] = []
+        not_decayed: list[nn.Parameter] = []
+        for name, parameter in self.model.named_parameters():
+            (not_decayed if name.endswith("bias") or "LayerNorm" in name else decayed).append(parameter)
+        groups = [{"params": decayed, "weight_decay": self.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup * total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
