@@ -77,6 +77,16 @@ def test_ckpt_path_last_resumes_from_the_saved_step(run_cli, workdir):
     assert min(row["step"] for row in curves.history) > steps, "the resumed run started again from step 0"
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_training_further_after_a_resume_follows_the_longer_schedule(run_cli, task):
+    """`fit --ckpt_path last` with more epochs than the first run: the learning-rate schedule was planned for the
+    first run's steps, and must not end in an error one step past them."""
+    limits = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    first = run_cli("fit", task, "--trainer.max_epochs", "1", *limits).trainer
+    further = run_cli("fit", task, "--trainer.max_epochs", "3", "--ckpt_path", "last", *limits).trainer
+    assert (further.current_epoch, further.global_step) == (3, 3 * first.global_step)
+
+
 def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("test", QUICKEST, "--ckpt_path", "last")

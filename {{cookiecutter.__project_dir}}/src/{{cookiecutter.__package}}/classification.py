@@ -17,6 +17,21 @@ from . import ConfigError, require_positive
 from .task import BestCheckpoint, Task
 
 
+class OneCycle(torch.optim.lr_scheduler.OneCycleLR):
+    """The one-cycle schedule (Smith, 2018) over `total_steps`: the learning rate warms up over the first 30 % of
+    the steps, then anneals to almost 0, while Adam's momentum does the opposite.
+
+    Its checkpoint keeps only the step count: a run resumed with more epochs (`fit --ckpt_path last` with a
+    larger `--trainer.max_epochs`) follows the longer run's schedule from the step it has reached, so its
+    learning rate rises again (a warm restart) and anneals anew. OneCycleLR itself would restore the old run's
+    length and stop with an error one step past it.
+    """
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        kept = {key: value for key, value in state_dict.items() if key not in ("total_steps", "_schedule_phases")}
+        super().load_state_dict(kept)
+
+
 class ClassificationTask(Task):
     model: torch.nn.Module
     # What `best.ckpt` keeps: the epoch with the highest validation accuracy. The lowest val_loss can come
@@ -69,8 +84,7 @@ class ClassificationTask(Task):
         """AdamW with the task's `lr` and `weight_decay`, and a one-cycle schedule: warm up, then anneal to ~0."""
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, self.lr, total_steps)
+        schedule = OneCycle(optimizer, self.lr, int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def predict(self, *inputs: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -10,9 +10,9 @@ epoch writes `samples/epoch_<N>.png` from the same noise), and a trained classif
 
 DCGAN's recipe (Radford et al., 2016) keeps that game stable: transposed convolutions that double the
 image side at each step, batch norm, ReLU in the generator and LeakyReLU in the discriminator, weights
-drawn from N(0, 0.02), and Adam with beta1 = 0.5. Two optimizers step in turn on every batch, which
-Lightning's automatic optimization does not do: the task sets `automatic_optimization = False` and
-calls `manual_backward` and each optimizer's `step` itself.
+drawn from N(0, 0.02), and Adam with betas (0.5, 0.999), a short memory of past gradients. Two
+optimizers step in turn on every batch, which Lightning's automatic optimization does not do: the task
+sets `automatic_optimization = False` and calls `manual_backward` and each optimizer's `step` itself.
 
     python -m {{ cookiecutter.__package }} fit --config configs/gan.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/gan.yaml --ckpt_path best --model.sample_seed 7
@@ -21,12 +21,13 @@ calls `manual_backward` and each optimizer's `step` itself.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import ConfigError, require_positive
@@ -48,6 +49,13 @@ def upsampling_levels(shape: tuple[int, int, int]) -> tuple[int, int]:
     if levels == 0 or width != side:
         raise ConfigError(f"the GAN draws square images of an even side above 7 (28, 32, 64); got {side}x{width}")
     return levels, start
+
+
+def moving_average(decay: float, average: torch.Tensor, current: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """The exponential moving average's next value, with a decay that grows to `decay` over the first steps (as
+    TensorFlow's ExponentialMovingAverage does): early on the average follows the generator, not its start."""
+    rate = min(decay, (1 + count.item()) / (10 + count.item()))
+    return rate * average + (1 - rate) * current
 
 
 def dcgan_init(module: nn.Module) -> None:
@@ -115,7 +123,7 @@ class GAN(Task):
         latent_dim: int = 64,
         width: int = 64,
         lr: float = 0.0002,
-        beta1: float = 0.5,
+        betas: tuple[float, float] = (0.5, 0.999),
         real_label: float = 1.0,
         ema: float = 0.0,
         judge: str | None = None,
@@ -140,9 +148,9 @@ class GAN(Task):
             raise ConfigError(f"need 0 < real_label <= 1 and 0 <= ema < 1, got real_label={real_label}, ema={ema}")
         self.averaged = None
         if ema:  # follows the generator: no optimizer, no gradient
-            self.averaged = AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema), use_buffers=True)
+            self.averaged = AveragedModel(self.generator, avg_fn=partial(moving_average, ema), use_buffers=True)
             self.averaged.requires_grad_(False)
-        self.lr, self.beta1, self.real_label, self.ema = lr, beta1, real_label, ema
+        self.lr, self.betas, self.real_label, self.ema = lr, betas, real_label, ema
         self.num_samples, self.sample_seed = num_samples, sample_seed
         self.codec = NoiseCodec(latent_dim=latent_dim)
         self.fixed_noise: torch.Tensor
@@ -263,7 +271,7 @@ class GAN(Task):
         return self.predict(noise)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        betas = (self.beta1, 0.999)
+        betas = (self.betas[0], self.betas[1])
         return [
             torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=betas),
             torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=betas),

@@ -32,7 +32,7 @@ import torchvision
 from torch import nn
 
 from .. import ConfigError, require_positive
-from ..classification import ClassificationTask
+from ..classification import ClassificationTask, OneCycle
 
 
 def resnet(arch: str, num_classes: int) -> nn.Module:
@@ -144,6 +144,5 @@ class ResNetClassifier(ClassificationTask):
         backbone = [p for module in self.backbone() for p in module.parameters()]
         groups = [{"params": backbone, "lr": self.backbone_lr}, {"params": head, "lr": self.lr}]
         optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
-        total_steps = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, [self.backbone_lr, self.lr], total_steps)
+        schedule = OneCycle(optimizer, [self.backbone_lr, self.lr], int(self.trainer.estimated_stepping_batches))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
