@@ -6,6 +6,7 @@ from __future__ import annotations
 {% if cookiecutter.include_bert_finetune == "yes" -%}
 import csv
 {% endif -%}
+import os
 import socket
 from pathlib import Path
 
@@ -68,6 +69,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     return tmp_path
+
+
+def launch_env(**extra: str) -> dict[str, str]:
+    """The environment of a launched CLI: the project's src/ and tests/ (for rank_probe) importable, 1 thread each."""
+    path = [str(PROJECT_ROOT / "src"), str(PROJECT_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", **extra}
 
 
 def free_port() -> int:

@@ -1,4 +1,5 @@
-"""A callback for the multi-process tests: every rank saves what it ended with, for the test to compare.
+"""Callbacks for the tests that launch the CLI in other processes. RankProbe: every rank saves what it ended with,
+for the test to compare; KillAtEpochStart: a crash in the middle of a run.
 
     --trainer.callbacks+=rank_probe.RankProbe   (with tests/ on PYTHONPATH)
 
@@ -8,6 +9,8 @@ rank, the global step and the number of optimizers, the logged metrics and the m
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 
 import torch
@@ -33,3 +36,12 @@ class RankProbe(Callback):
 def read_probes(folder: Path) -> list[dict]:
     """The probes every rank wrote, in rank order."""
     return [torch.load(path, weights_only=True) for path in sorted((folder / "rank_probe").glob("rank*.pt"))]
+
+
+class KillAtEpochStart(Callback):
+    """Kills its own process (SIGKILL: no clean-up at all) when training epoch $KILL_AT_EPOCH starts, as a crash or
+    an out-of-memory kill would: the checkpoints of the epochs before it are all that is left."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.current_epoch == int(os.environ.get("KILL_AT_EPOCH", "2")):
+            os.kill(os.getpid(), signal.SIGKILL)

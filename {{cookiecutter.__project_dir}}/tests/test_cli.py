@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import csv
 import math
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
-from conftest import QUICKEST, TASKS
+from conftest import QUICKEST, TASKS, cli_args, launch_env
 
 from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.cli import run
+
+# Tasks whose training draws shuffled batches and dropout masks: what a resumed run must draw again.
+DROPOUT_TASKS = [task for task in ("mnist_cnn", "sentiment_rnn", "sentiment_transformer") if task in TASKS]
 
 
 def is_classifier(model) -> bool:
@@ -85,6 +91,33 @@ def test_training_further_after_a_resume_follows_the_longer_schedule(run_cli, ta
     first = run_cli("fit", task, "--trainer.max_epochs", "1", *limits).trainer
     further = run_cli("fit", task, "--trainer.max_epochs", "3", "--ckpt_path", "last", *limits).trainer
     assert (further.current_epoch, further.global_step) == (3, 3 * first.global_step)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DROPOUT_TASKS, reason="no task here trains with dropout and shuffled batches")
+def test_a_run_killed_and_resumed_ends_with_the_weights_of_the_run_it_replaces(workdir, data_args):
+    """kill -9 at the start of epoch 2, `fit --ckpt_path last`: the same final weights, bit for bit, as one run."""
+    task = DROPOUT_TASKS[0]
+    limits = ["--trainer.max_epochs", "4", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"]
+
+    def fit(folder: str, *extra: str) -> subprocess.CompletedProcess:
+        (workdir / folder).mkdir(exist_ok=True)
+        command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *cli_args("fit", task, data_args, *limits, *extra)]
+        return subprocess.run(
+            command, cwd=workdir / folder, env=launch_env(), capture_output=True, text=True, timeout=600
+        )
+
+    assert fit("whole").returncode == 0
+    assert fit("crashed", "--trainer.callbacks+=rank_probe.KillAtEpochStart").returncode == -signal.SIGKILL
+    resumed = fit("crashed", "--ckpt_path", "last")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole, crashed = (
+        torch.load(max(workdir.glob(f"{folder}/runs/**/last.ckpt"), key=lambda p: p.stat().st_mtime), weights_only=True)
+        for folder in ("whole", "crashed")
+    )
+    assert crashed["global_step"] == whole["global_step"]
+    for name, tensor in whole["state_dict"].items():
+        assert torch.equal(crashed["state_dict"][name], tensor), name
 
 
 def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import AUTOMATIC, PROJECT_ROOT, QUICKEST, TASKS, cli_args, free_port
+from conftest import AUTOMATIC, PROJECT_ROOT, QUICKEST, TASKS, cli_args, free_port, launch_env
 from jsonargparse import Namespace
 from rank_probe import read_probes
 
@@ -31,12 +31,6 @@ no_gpu_here = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the m
 automatic = pytest.mark.skipif(
     not AUTOMATIC, reason="every task here steps its own optimizers, which Lightning allows no clipping or accumulation"
 )
-
-
-def launch_env(**extra: str) -> dict[str, str]:
-    """The environment of a launched CLI: the project's src/ and tests/ (for RankProbe) importable, 1 thread each."""
-    path = [str(PROJECT_ROOT / "src"), str(PROJECT_ROOT / "tests"), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(path), "OMP_NUM_THREADS": "1", **extra}
 
 
 def assert_ranks_agree(probes: list[dict], world_size: int) -> None:

@@ -7,8 +7,10 @@ a classifier's `test_confusion_matrix()` becomes a picture, and the data's label
 from __future__ import annotations
 
 import csv
+import random
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -82,6 +84,36 @@ class LearningCurves(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.history:
             plot_learning_curves(self.history, run_dir(trainer) / "learning_curves.png")
+
+
+class RandomState(Callback):
+    """Keeps the random generators' states (torch, NumPy, Python) in every checkpoint, and restores them on resume.
+
+    The shuffling of each epoch and the dropout masks are drawn from them. Lightning restores the weights, the
+    optimizer and the schedule, not these, so a resumed run would draw other batches and masks than the run
+    it continues; with them, resuming from an epoch's end on a CPU gives the uninterrupted run's weights,
+    bit for bit. (Under DDP the checkpoint holds rank 0's states, which every rank then takes.)
+    """
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        kind, keys, position, has_gauss, gauss = cast(tuple, np.random.get_state())
+        checkpoint["random_state"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [kind, keys.tolist(), position, has_gauss, gauss],  # plain values: it loads with weights_only
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("random_state")
+        if state is None:  # written before this callback existed
+            return
+        torch.set_rng_state(state["torch"])
+        if state["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        kind, keys, position, has_gauss, gauss = state["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, gauss))
+        random.setstate(state["python"])
 
 
 class SameBuffersOnEveryRank(Callback):

@@ -37,6 +37,7 @@ from .callbacks import (
     ImageSamples,
     LearningCurves,
     PredictionWriter,
+    RandomState,
     SameBuffersOnEveryRank,
     SaveConfigToRunDir,
     run_dir,
@@ -161,7 +162,7 @@ def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[C
     """
     writes_files = not trainer.fast_dev_run
     pictures = [LearningCurves(), ConfusionMatrixPlot(), ImageSamples(), PredictionWriter()]
-    callbacks: list[Callback] = [SameBuffersOnEveryRank(), *(pictures if writes_files else [])]
+    callbacks: list[Callback] = [RandomState(), SameBuffersOnEveryRank(), *(pictures if writes_files else [])]
     if subcommand == "fit" and trainer.enable_checkpointing is not False and writes_files:
         # best.ckpt and last.ckpt in the run's checkpoints/ folder. Best is the task's `best_checkpoint`, a
         # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss.
