@@ -120,6 +120,19 @@ def test_a_run_killed_and_resumed_ends_with_the_weights_of_the_run_it_replaces(w
         assert torch.equal(crashed["state_dict"][name], tensor), name
 
 
+@pytest.mark.parametrize(("contents", "message"), [(None, "no such file"), (b"not a checkpoint", "does not load")])
+def test_a_missing_or_damaged_checkpoint_is_refused_in_one_line(run_cli, workdir, capsys, contents, message):
+    path = workdir / "model.ckpt"
+    if contents is not None:
+        path.write_bytes(contents)
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("test", QUICKEST, "--ckpt_path", str(path))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+    assert not (workdir / "runs").exists(), "a refused command must not leave a run folder"
+
+
 def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("test", QUICKEST, "--ckpt_path", "last")
@@ -129,13 +142,14 @@ def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):
 
 @pytest.mark.parametrize(
     "option",
-    ["--trainer.max_epoch", "--model.init_args.learning_rat", "--data.init_args.batchsize"],
+    ["--trainer.max_epoch", "--model.init_args.learning_rat", "--model.lrr", "--data.init_args.batchsize"],
 )
-def test_misspelled_option_exits_2_and_names_it(run_cli, capsys, option):
+def test_misspelled_option_exits_2_and_names_it_in_two_lines(run_cli, capsys, option):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", QUICKEST, option, "1")
     assert exit_info.value.code == 2
-    assert option.rsplit(".", 1)[-1] in capsys.readouterr().err
+    error = capsys.readouterr().err.strip().splitlines()
+    assert option.rsplit(".", 1)[-1] in error[0] and len(error) <= 2, error
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -143,6 +157,7 @@ def test_misspelled_option_exits_2_and_names_it(run_cli, capsys, option):
     ("option", "value", "message"),
     [
         ("--model.init_args.lr", "-0.1", "lr must be greater than 0"),
+        ("--model.lr", "-1e-3", "lr must be greater than 0"),  # argparse would take -1e-3 for an option
         ("--data.init_args.batch_size", "0", "batch_size must be greater than 0"),
     ],
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -35,6 +37,18 @@ def test_missing_data_is_refused_by_the_cli_before_training(run_cli, workdir, ca
         run_cli("fit", "mnist_cnn", "--data.data_dir", str(workdir / "empty"), "--data.download", "false")
     assert exit_info.value.code == 2
     assert "has no MNIST files" in capsys.readouterr().err
+
+
+def test_a_damaged_file_is_reported_as_damaged_not_missing(run_cli, fake_mnist, workdir, capsys):
+    damaged = workdir / "damaged" / "MNIST" / "raw"
+    shutil.copytree(fake_mnist / "MNIST" / "raw", damaged)
+    images = damaged / "train-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:1000])  # cut short, as by a broken download
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "mnist_cnn", "--data.data_dir", str(workdir / "damaged"))
+    assert exit_info.value.code == 2
+    assert "are there but do not read" in capsys.readouterr().err
+    assert not (workdir / "runs").exists()
 
 
 def test_model_maps_images_to_class_logits():

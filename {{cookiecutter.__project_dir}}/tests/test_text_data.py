@@ -137,11 +137,12 @@ def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, 
         (["fit", "--text", "Fine."], "--text is for `predict`"),
     ],
 )
-def test_bad_text_options_exit_2(run_cli, capsys, args, message):
+def test_bad_text_options_exit_2_and_leave_no_run_folder(run_cli, workdir, capsys, args, message):
     with pytest.raises(SystemExit) as exit_info:
         run_cli(args[0], TEXT_TASKS[0], *args[1:])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+    assert not list(workdir.glob("runs/*/version_*")), "the logger's run folder outlived the refusal"
 
 
 @pytest.mark.skipif(not OTHER_TASKS, reason="every task in this project reads text")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import random
+import shutil
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -18,8 +19,10 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import MLFlowLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from PIL import Image
 
+from . import ConfigError
 from .data.base import data_module_of
 from .plots import image_grid, plot_confusion_matrix, plot_learning_curves, save_png
 from .task import Task
@@ -38,6 +41,36 @@ def data_labels(trainer: Trainer) -> list[str] | None:
     """The class names of the run's data, if it has any."""
     datamodule = data_module_of(trainer)
     return datamodule.labels if datamodule else None
+
+
+def user_error(err: BaseException | None) -> Exception | None:
+    """The user's mistake behind `err`, if any: a ConfigError (ours), or a MisconfigurationException (Lightning's).
+
+    jsonargparse and Lightning wrap the errors raised in __init__ or setup, so the whole chain is searched.
+    """
+    while err is not None and not isinstance(err, (ConfigError, MisconfigurationException)):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+class NothingLeftWhenRefused(Callback):
+    """A command refused for the user's mistake (bad data, an empty --text) leaves no run folder behind.
+
+    The logger creates the run folder before the data module reads its data, so a refusal found there
+    would leave an empty `runs/<task>/version_N`; it is removed when it holds nothing but the logger's and
+    the config's files. A run that had saved a checkpoint keeps its folder.
+    """
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        folder = run_dir(trainer)
+        if not trainer.is_global_zero or user_error(exception) is None or not folder.is_dir():
+            return
+        leftovers = {"config.yaml", "hparams.yaml", "checkpoints"}
+        files = [
+            path for path in folder.iterdir() if path.name not in leftovers and not path.name.startswith("events.")
+        ]
+        if not files and not list(folder.glob("checkpoints/*")):
+            shutil.rmtree(folder)
 
 
 class SaveConfigToRunDir(SaveConfigCallback):

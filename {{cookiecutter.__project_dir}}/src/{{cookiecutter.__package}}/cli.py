@@ -20,7 +20,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from jsonargparse import Namespace
@@ -28,7 +28,6 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from . import ConfigError
 from .artifacts import RUNS_DIR, find_checkpoint, task_name
@@ -36,11 +35,13 @@ from .callbacks import (
     ConfusionMatrixPlot,
     ImageSamples,
     LearningCurves,
+    NothingLeftWhenRefused,
     PredictionWriter,
     RandomState,
     SameBuffersOnEveryRank,
     SaveConfigToRunDir,
     run_dir,
+    user_error,
 )
 from .data.base import SplitDataModule
 from .hardware import check_hardware
@@ -58,7 +59,37 @@ ARTIFACTS = {".ckpt", ".yaml", ".png", ".csv"}
 LINKED_FROM_DATA = ("num_classes", "input_shape", "vocab_size", "max_length")
 
 
+class ArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser, with errors of a line or two: what was wrong, not 40 lines of usage first."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:  # a parser inside another one: the outer one reports it
+            super().error(message, ex)
+        noise = ("Does not validate against", "Subtypes:", "Errors:", "Given value", "- Expected a <class 'NoneType'>")
+        lines = [line.strip() for line in message.splitlines() if line.strip() and not line.strip().startswith(noise)]
+        command = self.prog.replace(" [options]", "")
+        print(f"error: {' '.join(lines)}\n`{command} --help` lists every option", file=sys.stderr)
+        raise SystemExit(2)
+
+
 class RoadmapCLI(LightningCLI):
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then resolve `--ckpt_path best|last` and check the file, before Lightning reads its contents."""
+        super().parse_arguments(parser, args)
+        config = self.config.get(str(self.config.get("subcommand")))
+        if config is None or config.get("ckpt_path") is None:
+            return
+        if config.ckpt_path in ("last", "best"):
+            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path))
+        path = Path(config.ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"--ckpt_path {path}: no such file; give best, last, or the path of a .ckpt from `fit`")
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - any reason it does not load is the user's to hear
+            reason = f"{type(err).__name__}: {err}"
+            raise ConfigError(f"--ckpt_path {path} does not load: damaged, or not a checkpoint ({reason})") from None
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
@@ -76,8 +107,6 @@ class RoadmapCLI(LightningCLI):
         for note in check_hardware(config.trainer):
             print_note(note)
         self._route_text_options(config)
-        if config.get("ckpt_path") in ("last", "best"):
-            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path))
         if self.subcommand != "fit":  # only fit checkpoints; the checkpoint's ModelCheckpoint state is not needed
             warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
 
@@ -162,7 +191,8 @@ def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[C
     """
     writes_files = not trainer.fast_dev_run
     pictures = [LearningCurves(), ConfusionMatrixPlot(), ImageSamples(), PredictionWriter()]
-    callbacks: list[Callback] = [RandomState(), SameBuffersOnEveryRank(), *(pictures if writes_files else [])]
+    always = [RandomState(), SameBuffersOnEveryRank(), NothingLeftWhenRefused()]
+    callbacks: list[Callback] = [*always, *(pictures if writes_files else [])]
     if subcommand == "fit" and trainer.enable_checkpointing is not False and writes_files:
         # best.ckpt and last.ckpt in the run's checkpoints/ folder. Best is the task's `best_checkpoint`, a
         # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss.
@@ -209,16 +239,6 @@ def print_note(message: str) -> None:
     print(f"note: {message}", file=sys.stderr, flush=True)
 
 
-def user_error(err: BaseException | None) -> Exception | None:
-    """The user's mistake behind `err`, if any: a ConfigError (ours), or a MisconfigurationException (Lightning's).
-
-    jsonargparse and Lightning wrap the errors raised in __init__ or setup, so the whole chain is searched.
-    """
-    while err is not None and not isinstance(err, (ConfigError, MisconfigurationException)):
-        err = err.__cause__ or err.__context__
-    return err
-
-
 def main() -> None:
     """The console script and `python -m {{ cookiecutter.__package }}`: arguments from sys.argv.
 
@@ -245,8 +265,31 @@ def main() -> None:
         raise SystemExit(2) from None
 
 
+def join_negative_numbers(args: list[str]) -> list[str]:
+    """`--model.lr -1e-3` -> `--model.lr=-1e-3`: argparse takes a value like -1e-3 for an option of its own."""
+    joined: list[str] = []
+    for arg in args:
+        if joined and joined[-1].startswith("--") and "=" not in joined[-1] and arg.startswith("-") and is_number(arg):
+            joined[-1] = f"{joined[-1]}={arg}"
+        else:
+            joined.append(arg)
+    return joined
+
+
+def is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def run(args: list[str] | None = None) -> RoadmapCLI:
     """Parse `args` (default: sys.argv), run the subcommand, and return the CLI (its trainer, model, data)."""
+    if args is None:  # the command line, where LightningCLI reads it
+        sys.argv[1:] = join_negative_numbers(sys.argv[1:])
+    else:
+        args = join_negative_numbers(args)
     try:
         return RoadmapCLI(
             Task,  # a config's model must be a Task, and its data a SplitDataModule: jsonargparse says so if not
@@ -257,7 +300,8 @@ def run(args: list[str] | None = None) -> RoadmapCLI:
             seed_everything_default=42,
             args=args,
             auto_configure_optimizers=False,
-            parser_kwargs={"allow_abbrev": False},  # a misspelled option is an error, not a guess
+            parser_class=ArgumentParser,
+            parser_kwargs={"allow_abbrev": False, "prog": "{{ cookiecutter.__package }}"},  # abbreviations: typos
         )
     except Exception as err:
         problem = user_error(err)

@@ -28,6 +28,7 @@ from .codec import Codec, Request
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 SIZE = 28  # pixels per side
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 MAX_IMAGE_PIXELS = 4096 * 4096  # a served image file larger than this is refused before it is decoded
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
@@ -125,10 +126,15 @@ class MNISTDataModule(SplitDataModule):
         self._decoded = False
 
     def _dataset(self, train: bool, download: bool = False) -> MNIST:
+        raw = Path(self.data_dir, "MNIST", "raw")
         try:
             return MNIST(self.data_dir, train=train, download=download)
-        except RuntimeError as err:  # torchvision's "Dataset not found" or a failed download
-            raw = Path(self.data_dir, "MNIST", "raw")
+        except (RuntimeError, ValueError) as err:  # torchvision's "Dataset not found", a failed download, bad bytes
+            if all((raw / name).is_file() for name in FILES):
+                raise ConfigError(
+                    f"the MNIST files in {raw} are there but do not read ({err}): one is damaged or cut short. "
+                    f"Delete them and pass --data.download true, or copy intact ones there"
+                ) from None
             raise ConfigError(
                 f"data_dir {self.data_dir!r} has no MNIST files ({raw} needs the four IDX files) and "
                 f"{'the download failed: ' + str(err) if download else 'download is off'}; pass --data.download true "
