@@ -8,9 +8,12 @@ import asyncio
 import base64
 import dataclasses
 import io
+import json
 import resource
+import socket
 import threading
 import time
+import zlib
 
 import httpx
 import numpy as np
@@ -278,16 +281,86 @@ def test_image_files_uploaded_as_multipart_answer_like_their_pixels(artifacts):
     for ours, theirs in zip(uploaded.json()["predictions"], as_pixels.json()["predictions"], strict=True):
         assert ours["prediction"] == theirs["prediction"]
         assert ours["probability"] == pytest.approx(theirs["probability"], abs=1e-6)
-    assert not_an_image.status_code == 422 and "not a base64-encoded PNG or JPEG" in not_an_image.text
+    assert not_an_image.status_code == 422 and "image 1 is not an image file" in not_an_image.text
     assert no_file.status_code == 422 and too_many.status_code == 413
 {%- endif %}
+
+
+IMAGE_TASKS = [task for task in ("mnist_cnn", "resnet_finetune") if task in TASKS]
+needs_images = pytest.mark.skipif(not IMAGE_TASKS, reason="no task here reads image files")
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A tiny PNG file whose header says it is width x height: what a decompression bomb looks like."""
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")  # IHDR: after the signature, length, type
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def as_images(*files: bytes) -> dict:
+    return {"image": [base64.b64encode(file).decode() for file in files]}
+
+
+@needs_images
+def test_images_are_bounded_by_pixels_before_they_are_decoded(artifacts):
+    with client_for(artifacts(IMAGE_TASKS[0], "checkpoint")) as client:
+        bomb = client.post("/predict", json=as_images(png_declaring(30_000, 30_000)))  # PIL itself calls it a bomb
+        many = client.post("/predict", json=as_images(*[png_declaring(4096, 4096)] * 9))  # each allowed, not all
+    assert bomb.status_code == 422 and "over the limit" in bomb.json()["error"]
+    assert many.status_code == 422 and "pixels together" in many.json()["error"]
+
+
+@needs_images
+def test_a_request_being_decoded_does_not_stall_the_others(artifacts):
+    """Decoding runs in worker threads: /health answers while a heavy request is still being decoded."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (4096, 4096), (90, 20, 200)).save(buffer, format="PNG")  # 16.7 megapixels, a few KB
+    heavy, finished = as_images(*[buffer.getvalue()] * 7), []
+    with LiveServer(create_app(ServeSettings(model=artifacts(IMAGE_TASKS[0], "checkpoint")))) as server:
+
+        def send_heavy() -> None:
+            finished.append(("heavy", httpx.post(f"{server.url}/predict", json=heavy, timeout=120).status_code))
+
+        thread = threading.Thread(target=send_heavy)
+        thread.start()
+        time.sleep(0.2)  # the heavy request is being read and decoded
+        finished.append(("health", httpx.get(f"{server.url}/health", timeout=120).status_code))
+        thread.join()
+    assert finished == [("health", 200), ("heavy", 200)], finished
+
+
+def test_a_body_that_stops_arriving_gets_408_and_a_body_that_is_not_json_415(artifacts):
+    settings = {"body_timeout_s": 0.5}
+    with LiveServer(create_app(ServeSettings(model=artifacts(QUICKEST, "checkpoint"), **settings))) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+            head = "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
+            connection.sendall(head.encode() + b'{"x": ')  # 94 bytes short, and then nothing
+            answer = connection.recv(4096).decode()
+        body = example_body(QUICKEST, artifacts)
+        plain = httpx.post(f"{server.url}/predict", content=json.dumps(body), headers={"content-type": "text/plain"})
+        missing = httpx.post(f"{server.url}/predict", content=json.dumps(body))
+        fine = httpx.post(f"{server.url}/predict", json=body)
+    assert answer.startswith("HTTP/1.1 408") and "stopped arriving" in answer
+    assert plain.status_code == missing.status_code == 415 and "application/json" in plain.json()["error"]
+    assert fine.status_code == 200
+
+
+def test_unknown_routes_and_methods_answer_json_errors(artifacts):
+    with client_for(artifacts(QUICKEST, "checkpoint")) as client:
+        missing, wrong_method = client.get("/nothing-here"), client.get("/predict")
+    assert (missing.status_code, missing.json()) == (404, {"error": "Not Found"})
+    assert (wrong_method.status_code, wrong_method.json()) == (405, {"error": "Method Not Allowed"})
 
 
 def test_request_body_over_the_limit_gets_413_whether_declared_or_streamed(artifacts):
     task = QUICKEST
     with client_for(artifacts(task, "checkpoint"), max_body_bytes=100) as client:
         declared = client.post("/predict", content=b"x" * 101, headers={"content-type": "application/json"})
-        streamed = client.post("/predict", content=iter([b"{", b" " * 200, b"}"]))
+        chunks = iter([b"{", b" " * 200, b"}"])
+        streamed = client.post("/predict", content=chunks, headers={"content-type": "application/json"})
         fine = client.post("/predict", json=example_body(task, artifacts))
     assert declared.status_code == 413 and streamed.status_code == 413
     assert "over the limit of 100 bytes" in declared.json()["error"]

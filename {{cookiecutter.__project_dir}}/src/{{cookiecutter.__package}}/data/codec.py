@@ -17,12 +17,19 @@ arguments only), which is what makes it travel as JSON.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import importlib
+import io
 from typing import Any, ClassVar
 
 import torch
+from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
+
+MAX_IMAGE_PIXELS = 4096 * 4096  # one image file of a request
+MAX_REQUEST_PIXELS = 8 * MAX_IMAGE_PIXELS  # all the image files of one request together
 
 
 class Request(BaseModel):
@@ -85,3 +92,34 @@ class Codec:
         if not (isinstance(cls, type) and issubclass(cls, Codec)):
             raise TypeError(f"{saved['class_path']} is not a Codec")
         return cls(**saved["init_args"])
+
+
+def read_images(items: list[str]) -> list[Image.Image]:
+    """Base64-encoded image files -> decoded images; a ValueError says which one is wrong and how.
+
+    The sizes are read from the files' headers first: an image over MAX_IMAGE_PIXELS, or a request over
+    MAX_REQUEST_PIXELS in all, is refused before a single pixel is decoded.
+    """
+    opened: list[Image.Image] = []
+    for number, item in enumerate(items, start=1):
+        try:
+            image = Image.open(io.BytesIO(base64.b64decode(item, validate=True)))
+        except binascii.Error:
+            raise ValueError(f"image {number} is not base64-encoded") from None
+        except Image.DecompressionBombError:  # PIL's own limit, far above ours
+            raise ValueError(f"image {number} is over the limit of {MAX_IMAGE_PIXELS} pixels") from None
+        except (UnidentifiedImageError, OSError):
+            raise ValueError(f"image {number} is not an image file PIL reads (PNG, JPEG, ...)") from None
+        if image.width * image.height > MAX_IMAGE_PIXELS:
+            size = f"{image.width}x{image.height}"
+            raise ValueError(f"image {number} has {size} pixels, over the limit of {MAX_IMAGE_PIXELS}")
+        opened.append(image)
+    total = sum(each.width * each.height for each in opened)
+    if total > MAX_REQUEST_PIXELS:
+        raise ValueError(f"the images hold {total} pixels together, over the limit of {MAX_REQUEST_PIXELS}")
+    for number, each in enumerate(opened, start=1):
+        try:
+            each.load()
+        except OSError as err:  # truncated, or corrupt inside
+            raise ValueError(f"image {number} is damaged: {err}") from None
+    return opened

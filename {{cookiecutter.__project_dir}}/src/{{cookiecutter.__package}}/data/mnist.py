@@ -8,28 +8,24 @@ input, used by training, `predict` and serving alike.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import io
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset, random_split
 from torchvision.datasets import MNIST
 
 from .. import ConfigError, require_positive
 from .base import SplitDataModule
-from .codec import Codec, Request
+from .codec import Codec, Request, read_images
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
 SIZE = 28  # pixels per side
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-MAX_IMAGE_PIXELS = 4096 * 4096  # a served image file larger than this is refused before it is decoded
 
 Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
 Pixels = Annotated[
@@ -58,20 +54,6 @@ class ImageRequest(Request):
         return self.pixels if isinstance(self.pixels[0][0], list) else [self.pixels]
 
 
-def decode_image(data: str) -> torch.Tensor:
-    """A base64-encoded image file -> (28, 28) uint8 pixels, grayscale; MNIST digits are white on black."""
-    try:
-        with Image.open(io.BytesIO(base64.b64decode(data, validate=True))) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise ValueError(
-                    f"image of {image.width}x{image.height} pixels is over the limit of {MAX_IMAGE_PIXELS}"
-                )
-            pixels = np.asarray(image.convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR))
-    except (binascii.Error, UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        raise ValueError("image is not a base64-encoded PNG or JPEG file") from None
-    return torch.from_numpy(pixels.copy())
-
-
 @dataclasses.dataclass(kw_only=True)
 class GrayImageCodec(Codec):
     """28x28 grayscale images (MNIST and its kin): pixel rows or image files -> normalised (N, 1, 28, 28)."""
@@ -96,8 +78,13 @@ class GrayImageCodec(Codec):
         return ((images.float() / 255 - self.mean) / self.std).unsqueeze(1)
 
     def encode(self, items: list) -> tuple[torch.Tensor, ...]:
-        images = [decode_image(item) if isinstance(item, str) else torch.tensor(item) for item in items]
-        return (self.preprocess(torch.stack(images)),)  # (N, 1, 28, 28), as in training
+        """Pixel rows, or image files made grayscale and resized to 28x28 (MNIST digits are white on black)."""
+        if items and isinstance(items[0], str):
+            small = [image.convert("L").resize((SIZE, SIZE), Image.Resampling.BILINEAR) for image in read_images(items)]
+            pixels = torch.stack([torch.from_numpy(np.array(image)) for image in small])
+        else:
+            pixels = torch.tensor(items)
+        return (self.preprocess(pixels),)  # (N, 1, 28, 28), as in training
 
 
 class MNISTDataModule(SplitDataModule):

@@ -20,7 +20,7 @@ from fastapi.routing import APIRoute
 
 from ..artifacts import Trained, load
 from .batching import MicroBatcher
-from .errors import BodySizeLimit, add_error_handlers
+from .errors import BodyLimits, add_error_handlers
 from .routes import Service, check_api_key, guarded, public, uploads
 from .schemas import ErrorResponse
 from .settings import ServeSettings, parse
@@ -46,7 +46,7 @@ def create_app(settings: ServeSettings, trained: Trained | None = None) -> FastA
         responses={422: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
     )
     app.state.service = Service(trained, settings, batcher)
-    app.add_middleware(BodySizeLimit, limit=settings.max_body_bytes)
+    app.add_middleware(BodyLimits, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
     add_error_handlers(app)
     key = [Depends(check_api_key)] if settings.api_key else []
     app.include_router(public)

@@ -1,12 +1,14 @@
 """What the server refuses, and how it says so: every error is JSON `{"error": ..., "detail": ...}`.
 
 422: malformed JSON, wrong types, shapes or values; 413: a batch over `max_batch_size` or a body over
-`max_body_bytes`; 401: a missing or wrong API key; 404 and 405: no such route or method; 500: a bug,
-logged with its traceback, answered without one. The server keeps serving after each.
+`max_body_bytes`; 415: a body that is not JSON; 408: a body that stops arriving; 401: a missing or
+wrong API key; 404 and 405: no such route or method; 500: a bug, logged with its traceback, answered
+without one. The server keeps serving after each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from fastapi import FastAPI, Request
@@ -42,29 +44,35 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, server_error)
 
 
-class BodySizeLimit:
-    """ASGI middleware: a body over `limit` bytes gets 413 before the app reads it, declared or streamed."""
+class BodyLimits:
+    """ASGI middleware: a body over `limit` bytes gets 413 before the app reads it, declared or streamed; a body that
+    stops arriving for `timeout` seconds (a Content-Length that promises more than is sent) gets 408."""
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
+        self.app, self.limit, self.timeout = app, limit, timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            return await too_large(self.limit)(scope, receive, send)
+            return await refusal(413, f"request body over the limit of {self.limit} bytes")(scope, receive, send)
         received, refused = 0, False
 
         async def counted() -> Message:
             # A streamed body (no content-length) is counted as it arrives: over the limit, answer 413 now and
             # tell the app the client left, so it stops reading; whatever the app answers then is dropped.
             nonlocal received, refused
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout)
+            except TimeoutError:
+                refused = True
+                await refusal(408, f"the request body stopped arriving for {self.timeout} s")(scope, receive, send)
+                return {"type": "http.disconnect"}
             received += len(message.get("body", b""))
             if received > self.limit and not refused:
                 refused = True
-                await too_large(self.limit)(scope, receive, send)
+                await refusal(413, f"request body over the limit of {self.limit} bytes")(scope, receive, send)
                 return {"type": "http.disconnect"}
             return message
 
@@ -75,5 +83,5 @@ class BodySizeLimit:
         await self.app(scope, counted, send_unless_refused)
 
 
-def too_large(limit: int) -> JSONResponse:
-    return JSONResponse({"error": f"request body over the limit of {limit} bytes"}, status_code=413)
+def refusal(status: int, error: str) -> JSONResponse:
+    return JSONResponse({"error": error}, status_code=status, headers={"connection": "close"})

@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ..artifacts import Trained
@@ -43,15 +44,19 @@ class Service:
     batcher: MicroBatcher
 
     async def predict(self, items: list[Any]) -> list[dict[str, Any]]:
-        """The answers for a request's inputs: encoded by the codec, batched with other requests', decoded."""
+        """The answers for a request's inputs: encoded by the codec, batched with other requests', decoded.
+
+        Encoding (decoding images, tokenizing) and decoding (encoding PNGs) run in worker threads, as the
+        model does, so the event loop keeps answering other requests meanwhile.
+        """
         if len(items) > self.settings.max_batch_size:
             raise HTTPException(413, f"{len(items)} inputs in one request; the limit is {self.settings.max_batch_size}")
         codec = self.trained.codec
         try:
-            inputs = codec.encode(items)
+            inputs = await run_in_threadpool(codec.encode, items)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        return codec.decode(await self.batcher.submit(inputs))
+        return await run_in_threadpool(codec.decode, await self.batcher.submit(inputs))
 
     async def answer(self, parse_body: Callable[[], PredictRequest]) -> JSONResponse:
         """The predictions for the request body that `parse_body` reads and validates."""
@@ -113,9 +118,12 @@ async def metadata(service: ServiceDep) -> MetadataResponse:
 # validation), and the answer is sent as built; create_app documents the codec's body schema in /docs.
 @guarded.post("/predict", response_model=PredictResponse)
 async def predict(request: Request, service: ServiceDep) -> Response:
+    # JSON only: a browser sends text/plain (or a form) to another site without asking it first (no preflight).
+    if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        raise HTTPException(415, "send the body as JSON, with the header content-type: application/json")
     try:
         raw = await request.body()
-    except ClientDisconnect:  # the client left, or BodySizeLimit has already answered 413
+    except ClientDisconnect:  # the client left, or BodyLimits has already answered 413 or 408
         return Response(status_code=400)
     return await service.answer(lambda: service.trained.codec.request_model.model_validate_json(raw))
 

@@ -24,6 +24,7 @@ class ServeSettings(BaseModel):
     max_batch_size: int = Field(64, ge=1, description="examples per forward pass, and per request")
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(2_000_000, ge=1, description="larger request bodies get 413")
+    body_timeout_s: float = Field(10.0, gt=0, description="a body that stops arriving this long gets 408")
     api_key: str | None = Field(None, description="if set, /predict and /metadata need it in the X-API-Key header")
     threads: int = Field(1, ge=1, description="CPU threads for the model")
     access_log: bool = Field(True, description="log a line per request (false: errors and startup only)")
