@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
+from pathlib import Path
 
 import pytest
 import torch
 
 from {{ cookiecutter.__package }} import ConfigError
+from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule
 from {{ cookiecutter.__package }}.tasks.mnist_cnn import MNISTClassifier
 
@@ -60,3 +63,20 @@ def test_model_maps_images_to_class_logits():
 def test_learns_the_fake_digits(run_cli):
     cli = run_cli("fit", "mnist_cnn", "--trainer.max_epochs", "3", "--data.batch_size", "32")
     assert cli.trainer.callback_metrics["val_acc"] >= 0.9
+
+
+def test_fashion_mnist_is_a_data_option_with_its_own_labels_and_statistics(run_cli, fake_mnist, workdir, capsys):
+    """The same files under FashionMNIST/raw: the labels, the normalisation and best.ckpt's choice follow the option."""
+    shutil.copytree(fake_mnist / "MNIST" / "raw", workdir / "fashion" / "FashionMNIST" / "raw")
+    fashion = ["--data.data_dir", str(workdir / "fashion"), "--data.dataset", "FashionMNIST"]
+    fit = run_cli("fit", "mnist_cnn", *fashion, "--trainer.max_epochs", "1")
+    assert fit.datamodule.codec.labels[0] == "T-shirt/top" and fit.datamodule.codec.mean == pytest.approx(0.2860)
+    predicted = run_cli("predict", "mnist_cnn", *fashion, "--ckpt_path", "best", "--trainer.limit_predict_batches", "1")
+    with (run_dir(predicted.trainer) / "predictions.csv").open() as f:
+        labels = {row["label"] for row in csv.DictReader(f)}
+    assert labels <= set(fit.datamodule.codec.labels) and not labels & {str(digit) for digit in range(10)}
+    best = Path(fit.trainer.checkpoint_callback.best_model_path).relative_to(workdir)
+    assert f"--ckpt_path best: {best}" in capsys.readouterr().err  # the choice is said
+    with pytest.raises(SystemExit):  # no model was trained on MNIST itself: best is not the Fashion one
+        run_cli("test", "mnist_cnn", "--ckpt_path", "best")
+    assert "no run of mnist_cnn on this data" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,25 +47,39 @@ def task_name(model_class_path: str) -> str:
     return model_class_path.rsplit(".", 2)[-2]
 
 
-def find_checkpoint(model_class_path: str, which: Literal["best", "last"], runs_dir: str = RUNS_DIR) -> Path:
-    """The newest `<which>.ckpt` under runs_dir written by a run of this model, for `--ckpt_path best|last`.
+def find_checkpoint(
+    model_class_path: str, which: Literal["best", "last"], data: dict[str, Any] | None = None, runs_dir: str = RUNS_DIR
+) -> Path:
+    """The newest `<which>.ckpt` under runs_dir of a run of this model on this data: `--ckpt_path best|last`.
 
-    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained, so
-    this works whatever folder layout the logger chose.
+    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained on which data,
+    so this works whatever folder layout the logger chose. The data matches when it is the same data module
+    reading the same dataset (its `dataset` argument, where it has one): `test` of a Fashion-MNIST config does
+    not pick a model trained on MNIST. The choice is printed.
     """
-    found = [
-        ckpt
-        for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt")
-        if (config := ckpt.parent.parent / "config.yaml").exists()
-        and yaml.safe_load(config.read_text()).get("model", {}).get("class_path") == model_class_path
-    ]
+
+    def same_data(theirs: dict[str, Any]) -> bool:
+        if data is None:
+            return True
+        ours_args, their_args = data.get("init_args") or {}, theirs.get("init_args") or {}
+        same_dataset = "dataset" not in ours_args or ours_args.get("dataset") == their_args.get("dataset")
+        return theirs.get("class_path") == data.get("class_path") and same_dataset
+
+    found = []
+    for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt"):
+        config_file = ckpt.parent.parent / "config.yaml"
+        config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
+        if config.get("model", {}).get("class_path") == model_class_path and same_data(config.get("data", {})):
+            found.append(ckpt)
     if not found:
         task = task_name(model_class_path)
         raise ConfigError(
-            f"--ckpt_path {which}: no run of {task} under {runs_dir}/ has checkpoints/{which}.ckpt; "
+            f"--ckpt_path {which}: no run of {task} on this data under {runs_dir}/ has checkpoints/{which}.ckpt; "
             f"train first with `fit --config configs/{task}.yaml`, or pass the path of a .ckpt file"
         )
-    return max(found, key=lambda p: p.stat().st_mtime)
+    chosen = max(found, key=lambda p: p.stat().st_mtime)
+    print(f"--ckpt_path {which}: {chosen}", file=sys.stderr, flush=True)
+    return chosen
 
 
 def import_class(class_path: str) -> Any:

@@ -80,7 +80,7 @@ class RoadmapCLI(LightningCLI):
         if config is None or config.get("ckpt_path") is None:
             return
         if config.ckpt_path in ("last", "best"):
-            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path))
+            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path, config.data.as_dict()))
         path = Path(config.ckpt_path)
         if not path.is_file():
             raise ConfigError(f"--ckpt_path {path}: no such file; give best, last, or the path of a .ckpt from `fit`")

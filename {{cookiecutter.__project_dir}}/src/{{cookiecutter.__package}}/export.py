@@ -204,7 +204,7 @@ def main(argv: list[str]) -> None:
             raise ConfigError(
                 f"--ckpt_path {args.ckpt_path} needs --config configs/<task>.yaml to know which task's runs to search"
             )
-        checkpoint_path = find_checkpoint(args.model["class_path"], args.ckpt_path)
+        checkpoint_path = find_checkpoint(args.model["class_path"], args.ckpt_path, args.data)
     checkpoint = load_checkpoint(checkpoint_path)
     output = args.output or checkpoint_path.resolve().parent.parent / "export"
     formats = tuple([args.format] if isinstance(args.format, str) else args.format)

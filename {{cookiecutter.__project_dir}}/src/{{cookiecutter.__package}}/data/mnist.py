@@ -1,6 +1,9 @@
-"""MNIST handwritten digits through torchvision: 60,000 training and 10,000 test images of 28x28 pixels.
+"""MNIST handwritten digits through torchvision: 60,000 training and 10,000 test images of 28x28 pixels,
+or the datasets made in its image: Fashion-MNIST (clothes) and KMNIST (Japanese characters).
 
-`prepare_data` downloads the IDX files into `data_dir/MNIST/raw` (or finds a copy already there);
+    --data.dataset FashionMNIST    # its own label names and pixel statistics come with it
+
+`prepare_data` downloads the IDX files into `data_dir/<dataset>/raw` (or finds a copy already there);
 `setup` decodes them once into tensors in memory and keeps a seeded 5,000-image validation split
 apart from training. The codec's `preprocess` is the one place that turns raw pixels into model
 input, used by training, `predict` and serving alike.
@@ -10,20 +13,42 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 from PIL import Image
 from pydantic import Field, model_validator
 from torch.utils.data import TensorDataset, random_split
-from torchvision.datasets import MNIST
+from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
 from .. import ConfigError, require_positive
 from .base import SplitDataModule
 from .codec import Codec, Request, read_images
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One of the MNIST-shaped datasets: torchvision's class, its class names, and its training pixels' statistics."""
+
+    dataset: type[MNIST]
+    labels: tuple[str, ...]
+    mean: float
+    std: float
+
+
+KINDS = {
+    "MNIST": Kind(MNIST, tuple(str(digit) for digit in range(10)), MEAN, STD),
+    "FashionMNIST": Kind(
+        FashionMNIST,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+        0.2860,
+        0.3530,
+    ),
+    "KMNIST": Kind(KMNIST, ("o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"), 0.1918, 0.3483),
+}
 SIZE = 28  # pixels per side
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
@@ -95,6 +120,7 @@ class MNISTDataModule(SplitDataModule):
     def __init__(
         self,
         data_dir: str = "data",
+        dataset: Literal["MNIST", "FashionMNIST", "KMNIST"] = "MNIST",
         download: bool = True,
         batch_size: int = 128,
         val_size: int = 5000,
@@ -108,22 +134,23 @@ class MNISTDataModule(SplitDataModule):
         self.save_hyperparameters()
         require_positive(self, val_size=val_size)
         self.data_dir, self.download, self.val_size, self.seed = data_dir, download, val_size, seed
-        labels = [str(digit) for digit in range(10)]
-        self.codec = GrayImageCodec(labels=labels) if normalize else GrayImageCodec(labels=labels, mean=0.0, std=1.0)
+        self.kind, self.dataset = KINDS[dataset], dataset
+        mean, std = (self.kind.mean, self.kind.std) if normalize else (0.0, 1.0)
+        self.codec = GrayImageCodec(labels=list(self.kind.labels), mean=mean, std=std)
         self._decoded = False
 
     def _dataset(self, train: bool, download: bool = False) -> MNIST:
-        raw = Path(self.data_dir, "MNIST", "raw")
+        raw = Path(self.data_dir, self.dataset, "raw")
         try:
-            return MNIST(self.data_dir, train=train, download=download)
+            return self.kind.dataset(self.data_dir, train=train, download=download)
         except (RuntimeError, ValueError) as err:  # torchvision's "Dataset not found", a failed download, bad bytes
             if all((raw / name).is_file() for name in FILES):
                 raise ConfigError(
-                    f"the MNIST files in {raw} are there but do not read ({err}): one is damaged or cut short. "
-                    f"Delete them and pass --data.download true, or copy intact ones there"
+                    f"the {self.dataset} files in {raw} are there but do not read ({err}): one is damaged or cut "
+                    "short. Delete them and pass --data.download true, or copy intact ones there"
                 ) from None
             raise ConfigError(
-                f"data_dir {self.data_dir!r} has no MNIST files ({raw} needs the four IDX files) and "
+                f"data_dir {self.data_dir!r} has no {self.dataset} files ({raw} needs the four IDX files) and "
                 f"{'the download failed: ' + str(err) if download else 'download is off'}; pass --data.download true "
                 f"when online, or copy train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
                 f"t10k-labels-idx1-ubyte into {raw}"
