@@ -213,20 +213,18 @@ def datasets_cache(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def data_args(
-    {%- if cookiecutter.__mnist_data == "yes" %}fake_mnist: Path, {% endif %}
-    {%- if cookiecutter.include_resnet_finetune == "yes" %}photos: Path, {% endif %}
-    {%- if cookiecutter.include_bert_finetune == "yes" %}tiny_bert: Path{% endif -%}
-) -> dict[str, list[str]]:
+def data_args(request: pytest.FixtureRequest) -> dict[str, list[str]]:
     """Options that let a task run offline in a test, by data module class (every task on it gets them) and by
     model class (for that task only)."""
     offline = {}
 {%- if cookiecutter.__mnist_data == "yes" %}
+    fake_mnist = request.getfixturevalue("fake_mnist")
     mnist = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
     offline["MNISTDataModule"] = mnist
 {%- endif %}
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
     # 60 small photos of 3 classes, at 32x32 pixels; the weights are the session's cached file (hub_weights).
+    photos = request.getfixturevalue("photos")
     offline["ImageFolderDataModule"] = ["--data.root", str(photos), "--data.dataset", "null", "--data.image_size", "32"]
     offline["ImageFolderDataModule"] += ["--data.resize", "36", "--data.batch_size", "8"]
 {%- endif %}
@@ -236,6 +234,7 @@ def data_args(
 {%- endif %}
 {%- if cookiecutter.include_bert_finetune == "yes" %}
     # The tiny BERT and its tokenizer in place of bert-base-uncased, both read from its folder.
+    tiny_bert = request.getfixturevalue("tiny_bert")
     offline["BertClassifier"] = ["--model.pretrained", str(tiny_bert), "--data.tokenizer", str(tiny_bert)]
 {%- endif %}
     return offline
