@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import QUESTIONS, TEMPLATE, answers
 
+sys.path.insert(0, str(TEMPLATE / "tools"))
+import shadowed_modules  # noqa: E402
+
 REFUSED = [
     ({"project": ""}, "project name is empty"),
     ({"project": "   "}, "project name is empty"),
@@ -24,7 +27,15 @@ REFUSED = [
     ({"project": "a/b"}, "path separator"),
     ({"project": "..evil"}, "path separator"),
     ({"project": "Café"}, "non-ASCII"),
-    ({"project": "x" * 65}, "65 characters long"),
+    ({"project": "x" * 61}, "61 characters long"),
+    ({"project": "x" * 300}, "300 characters long"),  # longer than a file name may be: still the hook's line
+    ({"project": "_private"}, "must start with a letter and end with a letter or digit"),
+    ({"project": "name-"}, "must start with a letter and end with a letter or digit"),
+    ({"project": "__init__"}, "must start with a letter and end with a letter or digit"),
+    ({"project": "."}, "must start with a letter and end with a letter or digit"),
+    ({"project": "sympy"}, "would shadow the module 'sympy'"),  # torch's dependency
+    ({"project": "Starlette"}, "would shadow the module 'starlette'"),  # FastAPI's
+    ({"project": "pil"}, "would shadow the module 'pil'"),  # Pillow's PIL, on a case-insensitive file system
     ({"project": 'say "hi"'}, "not a valid Python identifier"),
     (answers(tasks=()), "no task selected"),
     ({"project": "a/b/c"}, "path separator"),
@@ -88,3 +99,16 @@ def test_the_hooks_choice_lists_are_cookiecutter_jsons():
         and node.targets[0].id in ("LOGGERS", "PYTHONS")
     }
     assert lists == {"LOGGERS": tuple(QUESTIONS["logger"]), "PYTHONS": tuple(QUESTIONS["python_version"])}
+
+
+def test_the_hooks_shadowed_modules_hold_every_module_the_projects_dependencies_install():
+    """Derived, not hand-kept: a dependency that starts to install another top-level module fails this test."""
+    modules, missing = shadowed_modules.shadowed_modules()
+    assert not missing, f"install {missing} so that their modules can be checked"
+    assert {"torch", "sympy", "starlette", "requests", "PIL"} <= modules  # the closure, not the direct dependencies
+    lacking = modules - shadowed_modules.names_in_hook()
+    assert not lacking, f"hooks/pre_gen_project.py lacks {sorted(lacking)}: run python tools/shadowed_modules.py"
+
+
+def test_a_name_at_the_length_limit_bakes_into_a_folder_of_that_name(bake):
+    assert bake(project="a" * 60).name == "a" * 60
