@@ -173,7 +173,8 @@ def test_default_bake_installs_and_passes_its_whole_test_suite(bake, tmp_path):
     typed = run(python("-m", "mypy"), project, pythonpath=site)  # the task contract, checked as types
     assert typed.returncode == 0 and "Success: no issues found" in typed.stdout, typed.stdout[-5000:]
 
-    tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider"), project, pythonpath=site)
+    # About 10 minutes alone on 2 cores; the limit leaves room for a busy machine.
+    tests = run(python("-m", "pytest", "-q", "-p", "no:cacheprovider"), project, pythonpath=site, timeout=2400)
     assert tests.returncode == 0, tests.stdout[-5000:]
     assert " passed" in tests.stdout and "failed" not in tests.stdout.splitlines()[-1]
 

@@ -11,6 +11,8 @@ import io
 import json
 import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
 import zlib
@@ -169,6 +171,13 @@ def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(a
     assert max(app.state.service.batcher.batch_sizes) > 1, "concurrent requests were never batched together"
 
 
+def png_of(image: Image.Image) -> str:
+    """The image as a base64-encoded PNG file: the form /predict takes."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
 def hostile_bodies(task: str, body: dict, max_batch: int) -> list[tuple[str, object, int]]:
     """(what, body, expected status) for bad requests every task must refuse; JSON bodies unless bytes."""
     field = next(iter(body))
@@ -183,28 +192,30 @@ def hostile_bodies(task: str, body: dict, max_batch: int) -> list[tuple[str, obj
         examples = body[field]
         cases += [
             ("empty batch", {field: []}, 422),
-            ("batch over the limit", {field: examples[:1] * (max_batch + 1)}, 413),
+            ("batch over the limit", {field: examples[:1] * (max_batch + 1)}, 422),
         ]
 {%- if cookiecutter.include_linear_regression == "yes" %}
     if task == "linear_regression":
         cases += [("a string for x", {"x": "two"}, 422), ("NaN", b'{"x": NaN}', 422), ("nested", {"x": [[1.0]]}, 422)]
+        cases += [("beyond float32", {"x": 1e39}, 422), ("true for x", {"x": True}, 422)]
 {%- endif %}
 {%- if cookiecutter.include_xor == "yes" %}
     if task == "xor":
         cases += [("three numbers", {"x": [0, 1, 1]}, 422), ("one number", {"x": [1]}, 422)]
+        cases += [("a number beyond float32", {"x": [1e300, 0]}, 422)]
 {%- endif %}
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
     if task == "mnist_cnn":
-        big = Image.new("L", (5000, 5000))  # 25 megapixels: over the limit, a few KB as PNG
-        buffer = io.BytesIO()
-        big.save(buffer, format="PNG")
+        big = png_of(Image.new("L", (5000, 5000)))  # 25 megapixels: over the limit, a few KB as PNG
         cases += [
             ("pixels of the wrong shape", {"pixels": [[0] * 27] * 28}, 422),
             ("pixel over 255", {"pixels": [[300] * 28] * 28}, 422),
             ("image that is not base64", {"image": "%%% not base64 %%%"}, 422),
             ("base64 of a text file", {"image": base64.b64encode(b"hello").decode()}, 422),
-            ("image of 25 megapixels", {"image": base64.b64encode(buffer.getvalue()).decode()}, 422),
+            ("image of 25 megapixels", {"image": big}, 422),
             ("both pixels and image", {"pixels": [[0] * 28] * 28, "image": "abc"}, 422),
+            ("image null", {"image": None}, 422),
+            ("pixels null beside an image", {"pixels": None, "image": png_of(Image.new("L", (28, 28)))}, 422),
         ]
 {%- endif %}
 {%- if cookiecutter.include_gan == "yes" %}
@@ -212,13 +223,14 @@ def hostile_bodies(task: str, body: dict, max_batch: int) -> list[tuple[str, obj
         cases += [
             ("count 0", {"seed": 1, "count": 0}, 422),
             ("negative count", {"seed": 1, "count": -3}, 422),
-            ("count over the server's batch limit", {"seed": 1, "count": max_batch + 1}, 413),
+            ("count over the server's batch limit", {"seed": 1, "count": max_batch + 1}, 422),
             ("count over the request limit", {"seed": 1, "count": 10_000}, 422),
             ("count not an integer", {"seed": 1, "count": 2.5}, 422),
             ("count as a string", {"seed": 1, "count": "3"}, 422),
             ("negative seed", {"seed": -1}, 422),
             ("seed out of range", {"seed": 2**31}, 422),
             ("no seed", {"count": 2}, 422),
+            ("seed true", {"seed": True}, 422),
         ]
 {%- endif %}
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
@@ -282,7 +294,7 @@ def test_image_files_uploaded_as_multipart_answer_like_their_pixels(artifacts):
         assert ours["prediction"] == theirs["prediction"]
         assert ours["probability"] == pytest.approx(theirs["probability"], abs=1e-6)
     assert not_an_image.status_code == 422 and "image 1 is not an image file" in not_an_image.text
-    assert no_file.status_code == 422 and too_many.status_code == 413
+    assert no_file.status_code == 422 and too_many.status_code == 422
 {%- endif %}
 
 
@@ -378,6 +390,35 @@ def test_api_key_guards_predict_and_metadata_but_not_health(artifacts):
         assert client.post("/predict", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
 
 
+# The fuzzer's settings: fixed seed and example count, so a run is the same run every time. A small batch limit keeps
+# the document's largest valid body small (64 MNIST images are 50,000 numbers a case).
+FUZZ = ["--seed", "1", "--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--checks", "all"]
+# An image field's schema says "a string"; no JSON schema can say "that decodes as an image", so a schema-valid
+# request may get 422 there, with the reason. Every other check, and every other field, is held to the document.
+IMAGE_FIELDS_CONFIG = '[checks.positive_data_acceptance]\nexpected-statuses = ["2XX", "401", "422"]\n'
+
+
+@pytest.mark.parametrize(
+    ("task", "api_key"),
+    [(task, "fuzz") for task in TASKS] + [(QUICKEST, None)],  # the server without a key declares no security
+    ids=[*TASKS, f"{QUICKEST}-without-key"],
+)
+def test_the_api_fuzzed_from_its_own_openapi_document_answers_as_it_says(artifacts, task, api_key, tmp_path):
+    """schemathesis reads /openapi.json and sends what it allows and what it forbids: no 5xx, only documented
+    statuses and bodies, schema-valid requests accepted, schema-violating ones refused, the key (declared only when
+    set) enforced."""
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(IMAGE_FIELDS_CONFIG if load_checkpoint(artifacts(task, "checkpoint")).codec.file_field else "")
+    app = create_app(ServeSettings(model=artifacts(task, "onnx"), api_key=api_key, max_batch_size=4))
+    key = ["--header", f"X-API-Key: {api_key}"] if api_key else []
+    with LiveServer(app) as server:
+        fuzz = [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "run", *FUZZ, *key]
+        done = subprocess.run([*fuzz, f"{server.url}/openapi.json"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-6000:]
+    cases = next(line for line in done.stdout.splitlines() if " generated, " in line)  # "133 generated, 133 passed"
+    assert cases.split()[0] == cases.split()[2] and "found" not in cases, done.stdout[-3000:]
+
+
 def test_bounded_load_gives_no_5xx_and_flat_memory(artifacts):
     """300 requests at 16 in flight against uvicorn on loopback, after 100 to warm up."""
     task = QUICKEST
@@ -457,6 +498,19 @@ def test_a_generator_plugs_in_through_its_codec_and_answers_png_images(tmp_path)
         assert image.format == "PNG" and image.size == (8, 8)
         assert np.array_equal(np.array(image), (pixels[0] * 255).round().byte().numpy())
     assert again == first.json()["predictions"] and other[0] != again[0]
+
+
+def test_an_answer_that_is_not_a_finite_number_gets_422_not_500(tmp_path):
+    """JSON has no inf or NaN: a model that overflows on some input is answered with the reason, not a crash."""
+
+    def overflowing(noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"image": torch.full((len(noise), 1, 8, 8), float("nan"))}
+
+    metadata = {"task": "tiny_gan", "model_class": "tests.TinyGenerator", "model_version": "v1"}
+    trained = Trained(overflowing, NoiseCodec(), metadata, tmp_path / "tiny.ckpt", "checkpoint")
+    with TestClient(create_app(ServeSettings(model=trained.path), trained)) as client:
+        response = client.post("/predict", json={"seed": 7})
+    assert response.status_code == 422 and "'image' for these inputs is not a finite number" in response.json()["error"]
 
 
 def test_serve_command_line_overrides_environment_which_overrides_defaults(artifacts, monkeypatch):

@@ -41,6 +41,19 @@ class Request(BaseModel):
         """The inputs of this request, one per example, in order."""
         raise NotImplementedError
 
+    @classmethod
+    def json_schema(cls, max_inputs: int) -> dict[str, Any]:
+        """The body's JSON schema as a server with this limit on inputs per request takes it, its models' schemas
+        in `$defs` (referenced as OpenAPI components). A field that takes one input or a list of them (`x: Input |
+        list[Input]`) gets `maxItems` on the list; a request whose inputs are counted otherwise overrides this."""
+        schema = cls.model_json_schema(ref_template="#/components/schemas/{model}")
+        for field in schema["properties"].values():
+            forms = field.get("anyOf", [])
+            for form in forms:
+                if form.get("type") == "array" and form.get("items") in forms:
+                    form["maxItems"] = max_inputs
+        return schema
+
 
 @dataclasses.dataclass(kw_only=True)
 class Codec:

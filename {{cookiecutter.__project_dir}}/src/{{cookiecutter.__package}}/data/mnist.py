@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, cast
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic.json_schema import JsonDict, SkipJsonSchema
 from torch.utils.data import TensorDataset, random_split
 from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
@@ -52,19 +53,38 @@ KINDS = {
 SIZE = 28  # pixels per side
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
-Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False)]
+Pixel = Annotated[float, Field(ge=0, le=255, allow_inf_nan=False, strict=True)]
 Pixels = Annotated[
     list[Annotated[list[Pixel], Field(min_length=SIZE, max_length=SIZE)]], Field(min_length=SIZE, max_length=SIZE)
 ]
 
 
+def pixels_or_image(schema: JsonDict) -> None:
+    """The JSON schema of ImageRequest says what `one_form` checks: one of the two fields, neither with a default."""
+    schema["oneOf"] = [{"required": ["pixels"]}, {"required": ["image"]}]
+    properties = cast(dict[str, JsonDict], schema["properties"])
+    for field in ("pixels", "image"):
+        properties[field].pop("default")
+
+
 class ImageRequest(Request):
-    pixels: Pixels | Annotated[list[Pixels], Field(min_length=1)] | None = Field(
+    """Either `pixels` or `image`, never both and never null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=pixels_or_image)
+
+    pixels: Pixels | Annotated[list[Pixels], Field(min_length=1)] | SkipJsonSchema[None] = Field(
         None, description="a 28x28 grayscale image as 28 rows of 0-255 values (white on black), or a list of them"
     )
-    image: str | Annotated[list[str], Field(min_length=1)] | None = Field(
+    image: str | Annotated[list[str], Field(min_length=1)] | SkipJsonSchema[None] = Field(
         None, description="a PNG or JPEG file, base64-encoded (made grayscale and resized to 28x28), or a list of them"
     )
+
+    @field_validator("pixels", "image", mode="before")
+    @classmethod
+    def not_null(cls, value: object) -> object:
+        if value is None:  # only a null sent: a field left out keeps its default without validation
+            raise ValueError("null is not an input; leave the field out")
+        return value
 
     @model_validator(mode="after")
     def one_form(self) -> ImageRequest:

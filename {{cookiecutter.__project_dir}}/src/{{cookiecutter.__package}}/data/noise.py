@@ -13,7 +13,7 @@ import dataclasses
 from typing import Annotated, Any
 
 import torch
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 
 from ..plots import png_bytes
 from .codec import Codec, Request
@@ -23,14 +23,28 @@ MAX_COUNT = 64  # images per request; the server's max_batch_size may allow fewe
 MAX_INDEX = 2**20  # images per seed (predict may draw more than a request)
 
 
+def whole(value: object) -> object:
+    """JSON Schema's integer: 7 and 7.0 are both 7; `true`, "7" and 7.5 stay what they are, and the strict int refuses
+    them."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class NoiseRequest(Request):
-    seed: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)] = Field(
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED, strict=True), BeforeValidator(whole)] = Field(
         description="which images: the same seed gives the same images"
     )
-    count: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True)] = Field(1, description="how many images")
+    count: Annotated[int, Field(ge=1, le=MAX_COUNT, strict=True), BeforeValidator(whole)] = Field(
+        1, description="how many images"
+    )
 
     def items(self) -> list[tuple[int, int]]:
         return [(self.seed, i) for i in range(self.count)]
+
+    @classmethod
+    def json_schema(cls, max_inputs: int) -> dict[str, Any]:
+        schema = super().json_schema(max_inputs)
+        schema["properties"]["count"]["maximum"] = min(MAX_COUNT, max_inputs)  # the inputs are counted by `count`
+        return schema
 
 
 def noise(seed: int, index: int, latent_dim: int) -> torch.Tensor:

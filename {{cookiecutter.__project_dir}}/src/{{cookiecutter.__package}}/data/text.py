@@ -39,7 +39,10 @@ PAD_ID, UNK_ID = 0, 1  # the models rely on these: padding_idx, and word dropout
 FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 MAX_REQUEST_CHARS = 20_000  # a served text longer than this is refused (the model reads max_length tokens anyway)
 
-Text = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS)]
+BLANKS = " \t\n\r\f\v"  # a text of only these is blank; the schema's pattern and not_blank say the same
+# The pattern is in the JSON schema only: not_blank checks it, with a message that a pattern error would not give.
+NOT_BLANK = {"pattern": "[^ \\t\\n\\r\\f\\v]"}
+Text = Annotated[str, Field(min_length=1, max_length=MAX_REQUEST_CHARS, json_schema_extra=NOT_BLANK)]
 
 
 class TextRequest(Request):
@@ -49,7 +52,7 @@ class TextRequest(Request):
     @classmethod
     def not_blank(cls, text: str | list[str]) -> str | list[str]:
         for i, one in enumerate([text] if isinstance(text, str) else text):
-            if not one.strip():
+            if not one.strip(BLANKS):
                 raise ValueError(f"text {i + 1} is blank; give it some words")
         return text
 

@@ -16,13 +16,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
-from fastapi.routing import APIRoute
 
 from ..artifacts import Trained, load
+from ..data.codec import Codec
 from .batching import MicroBatcher
 from .errors import BodyLimits, add_error_handlers
 from .routes import Service, check_api_key, guarded, public, uploads
-from .schemas import ErrorResponse
+from .schemas import errors
 from .settings import ServeSettings, parse
 
 
@@ -43,26 +43,39 @@ def create_app(settings: ServeSettings, trained: Trained | None = None) -> FastA
         version=trained.version,
         description=f"Serves `{task}` from {trained.path.name}. POST /predict takes {codec.request_model.__name__}.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
     )
     app.state.service = Service(trained, settings, batcher)
     app.add_middleware(BodyLimits, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
     add_error_handlers(app)
-    key = [Depends(check_api_key)] if settings.api_key else []
+    # The API key, when there is one, guards every route but /health, and only then is it in the document.
+    guard, refusal = ([Depends(check_api_key)], errors(401)) if settings.api_key else ([], {})
     app.include_router(public)
-    app.include_router(guarded, dependencies=key)
+    app.include_router(guarded, dependencies=guard, responses=refusal)
     if codec.file_field:
-        app.include_router(uploads, dependencies=key)
-    document_request_body(app, codec.request_model.model_json_schema(), codec.example_request)
+        app.include_router(uploads, dependencies=guard, responses=refusal)
+    document_request_body(app, codec, settings.max_batch_size)
     return app
 
 
-def document_request_body(app: FastAPI, schema: dict[str, Any], example: dict[str, Any]) -> None:
-    """/docs shows the codec's request schema for POST /predict, which reads its body itself."""
-    body = {"content": {"application/json": {"schema": schema, "example": example}}, "required": True}
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.path == "/predict":
-            route.openapi_extra = {"requestBody": body}
+def document_request_body(app: FastAPI, codec: Codec, max_inputs: int) -> None:
+    """/openapi.json (and /docs) describe the body POST /predict reads itself: the codec's request schema, with the
+    server's limit on inputs per request, and its example."""
+    document_routes = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = document_routes()  # FastAPI's, kept in app.openapi_schema: edited in place
+            schema = codec.request_model.json_schema(max_inputs)
+            name = codec.request_model.__name__
+            document.setdefault("components", {}).setdefault("schemas", {}).update(schema.pop("$defs", {}))
+            document["components"]["schemas"][name] = schema
+            content = {"schema": {"$ref": f"#/components/schemas/{name}"}, "example": codec.example_request}
+            body = {"required": True, "content": {"application/json": content}}
+            document["paths"]["/predict"]["post"]["requestBody"] = body
+            return document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's way to extend the document
 
 
 def main(argv: list[str]) -> None:

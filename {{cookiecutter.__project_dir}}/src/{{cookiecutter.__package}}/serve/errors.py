@@ -1,9 +1,11 @@
 """What the server refuses, and how it says so: every error is JSON `{"error": ..., "detail": ...}`.
 
-422: malformed JSON, wrong types, shapes or values; 413: a batch over `max_batch_size` or a body over
-`max_body_bytes`; 415: a body that is not JSON; 408: a body that stops arriving; 401: a missing or
-wrong API key; 404 and 405: no such route or method; 500: a bug, logged with its traceback, answered
-without one. The server keeps serving after each.
+422: malformed JSON, wrong types, shapes or values, more inputs than `max_batch_size`, or an input the
+model has no finite answer for; 413: a body over `max_body_bytes`; 415: a body that is not JSON; 408: a
+body that stops arriving; 400: a multipart upload that does not parse; 401: a missing or wrong API key;
+404 and 405: no such route or method; 500: a bug, logged with its traceback, answered without one. The
+server keeps serving after each. /openapi.json lists, for each route, the statuses it can answer
+(schemas.ERRORS), and no other.
 """
 
 from __future__ import annotations

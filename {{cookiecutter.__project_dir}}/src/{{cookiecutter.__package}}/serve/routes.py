@@ -29,7 +29,7 @@ from starlette.requests import ClientDisconnect
 from ..artifacts import Trained
 from ..data.codec import Request as PredictRequest
 from .batching import MicroBatcher
-from .schemas import HealthResponse, MetadataResponse, PredictResponse
+from .schemas import HealthResponse, MetadataResponse, PredictResponse, errors
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -50,13 +50,18 @@ class Service:
         model does, so the event loop keeps answering other requests meanwhile.
         """
         if len(items) > self.settings.max_batch_size:
-            raise HTTPException(413, f"{len(items)} inputs in one request; the limit is {self.settings.max_batch_size}")
+            raise HTTPException(422, f"{len(items)} inputs in one request; the limit is {self.settings.max_batch_size}")
         codec = self.trained.codec
         try:
             inputs = await run_in_threadpool(codec.encode, items)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
-        return await run_in_threadpool(codec.decode, await self.batcher.submit(inputs))
+        outputs = await self.batcher.submit(inputs)
+        for name, values in outputs.items():  # JSON has no inf or NaN: say so, rather than fail to encode them
+            if values.is_floating_point() and not bool(values.isfinite().all()):
+                problem = f"the model's {name!r} for these inputs is not a finite number"
+                raise HTTPException(422, f"{problem}; send inputs closer to those it was trained on")
+        return await run_in_threadpool(codec.decode, outputs)
 
     async def answer(self, parse_body: Callable[[], PredictRequest]) -> JSONResponse:
         """The predictions for the request body that `parse_body` reads and validates."""
@@ -86,7 +91,7 @@ public = APIRouter()
 guarded = APIRouter()
 
 
-@public.get("/health", response_model=HealthResponse)
+@public.get("/health", response_model=HealthResponse, responses=errors(503))
 async def health(service: ServiceDep) -> HealthResponse | JSONResponse:
     codec = service.trained.codec
     try:
@@ -116,7 +121,7 @@ async def metadata(service: ServiceDep) -> MetadataResponse:
 
 # The body is parsed and validated in one step by pydantic (several times faster than FastAPI's json.loads, then
 # validation), and the answer is sent as built; create_app documents the codec's body schema in /docs.
-@guarded.post("/predict", response_model=PredictResponse)
+@guarded.post("/predict", response_model=PredictResponse, responses=errors(408, 413, 415, 422))
 async def predict(request: Request, service: ServiceDep) -> Response:
     # JSON only: a browser sends text/plain (or a form) to another site without asking it first (no preflight).
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -131,7 +136,7 @@ async def predict(request: Request, service: ServiceDep) -> Response:
 uploads = APIRouter()  # added by create_app when the codec reads files
 
 
-@uploads.post("/predict/file", response_model=PredictResponse)
+@uploads.post("/predict/file", response_model=PredictResponse, responses=errors(400, 408, 413, 422))
 async def predict_files(files: list[UploadFile], service: ServiceDep) -> Response:
     """One or more files (`curl -F files=@a.png -F files=@b.png`): as if sent base64-encoded in JSON."""
     codec = service.trained.codec

@@ -34,3 +34,22 @@ class MetadataResponse(BaseModel):
 class ErrorResponse(BaseModel):
     error: str
     detail: Any = None
+
+
+# What each error status means; a route documents the ones it can send (`errors(...)`), each with this body.
+ERRORS = {
+    400: "a multipart upload that does not parse",
+    401: "missing or wrong API key in the X-API-Key header",
+    408: "the request body stopped arriving for `body_timeout_s`",
+    413: "the request body is over `max_body_bytes`",
+    415: "the request body is not JSON (content-type: application/json)",
+    422: "the request does not match the schema (more inputs than `max_batch_size` included), or an input is wrong "
+    "in a way no schema says: an image file that is not an image, too large or damaged; an input the model has no "
+    "finite answer for",
+    503: "the model failed on its own example request",
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route (or router) that can send these error statuses."""
+    return {status: {"model": ErrorResponse, "description": ERRORS[status]} for status in statuses}
