@@ -18,7 +18,7 @@ PNG folders (train/ val/ test/, one sub-folder per digit), the form `resnet_fine
 
 Images are 28x28 digits, resized to 32x32 (`--data.image_size 32 --data.resize 32`), without flips.
 
-    python benchmarks/finetune.py          # about 15 minutes on 2 CPU cores
+    python benchmarks/finetune.py          # about 35 minutes on 2 CPU cores
     python benchmarks/finetune.py --quick  # a smoke check
 Results: benchmarks/results/finetune.json.
 """
@@ -78,7 +78,7 @@ def worker(spec: dict) -> dict:
     fit = cli.run(["fit", *common, *spec["model"], "--seed_everything", str(spec["seed"]), timer, *spec["fit"]])
     seconds = time.perf_counter() - start
     best = fit.trainer.checkpoint_callback.best_model_path
-    result = {"fit_seconds": seconds, "checkpoint": best, "last": fit.trainer.checkpoint_callback.last_model_path}
+    result = {"fit_seconds": seconds, "checkpoint": best, "last": str(Path(best).with_name("last.ckpt"))}
     step_times = next(c for c in fit.trainer.callbacks if type(c).__name__ == "StepTimer").times
     batches = fit.trainer.num_training_batches
     result["epoch_steps_per_s"] = [
