@@ -38,7 +38,12 @@ def needed_by() -> dict[str, set[str]]:
     own = {
         path: {task}
         for task in TASKS
-        for path in (f"{PACKAGE}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py")
+        for path in (
+            f"{PACKAGE}/tasks/{task}.py",
+            f"configs/{task}.yaml",
+            f"tests/test_{task}.py",
+            f"docs/playground/{task}.png",
+        )
     }
     return {**own, **SHARED}
 

@@ -56,7 +56,9 @@ ALWAYS = {
     "tests/test_export.py",
     "tests/test_serve.py",
     "tests/test_quantize.py",
+    "tests/test_playground.py",
     "tests/rank_probe.py",
+    f"{SRC}/serve/playground.html",
 }
 # A shared file is there when any task that needs it is.
 SHARED = {
@@ -84,7 +86,14 @@ TEXT_TASKS = {"sentiment_rnn", "sentiment_transformer", "bert_finetune"}
 
 def expected_files(tasks: tuple[str, ...]) -> set[str]:
     own = {
-        path for task in tasks for path in (f"{SRC}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py")
+        path
+        for task in tasks
+        for path in (
+            f"{SRC}/tasks/{task}.py",
+            f"configs/{task}.yaml",
+            f"tests/test_{task}.py",
+            f"docs/playground/{task}.png",  # its screenshot in the README
+        )
     }
     shared = {path for path, users in SHARED.items() if users & set(tasks)}
     return ALWAYS | own | shared

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections import Counter
 
 from conftest import TEMPLATE, python, run
+
+# The generated browser test runs where a chromium and its driver are installed (.ci/run installs them), else skips.
+BROWSER_TEST = {"tests/test_playground.py": 1} if shutil.which("chromedriver") else {}
 
 # A fenced block whose first line is a comment naming the file it belongs in.
 BLOCK = re.compile(r"```(?:python|yaml)\n# (?P<path>\S+)\n(?P<body>.*?)```", re.DOTALL)
@@ -35,5 +39,7 @@ def test_adding_a_task_as_the_readme_says_trains_and_passes_the_generic_tests(ba
         "tests/test_scale.py": 2,  # bf16-mixed, bf16-true
         "tests/test_export.py": 1,  # ONNX and .pt2 against eager
         "tests/test_quantize.py": 4,  # post-training, quantization-aware, int8 weights, int8 ONNX
-        "tests/test_serve.py": 8,  # served = predict_step from .ckpt, ONNX, both int8, .pt2; health; batches; bad input
+        # served = predict_step from .ckpt, ONNX, both int8, .pt2; health; batches; bad input; fuzzed from OpenAPI
+        "tests/test_serve.py": 9,
+        **BROWSER_TEST,  # the playground page in a browser
     }, tests.stdout[-3000:]

@@ -8,6 +8,8 @@ import csv
 {% endif -%}
 import os
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ import torch
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
 import torchvision
 {%- endif %}
+import uvicorn
 import yaml
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
 from PIL import Image
@@ -81,6 +84,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class LiveServer:
+    """The app served by uvicorn on a free loopback port, in a background thread."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
 
 
 def cli_args(subcommand: str, task: str, data_args: dict[str, list[str]], *args: str) -> list[str]:

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import torch
 import uvicorn
-from conftest import QUICKEST, TASKS, free_port
+from conftest import QUICKEST, TASKS, LiveServer
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import Field
@@ -61,31 +61,6 @@ def client_for(path, **settings) -> TestClient:
 
 def example_body(task: str, artifacts) -> dict:
     return load_checkpoint(artifacts(task, "checkpoint")).codec.example_request
-
-
-class LiveServer:
-    """The app served by uvicorn on a free loopback port, in a background thread."""
-
-    def __init__(self, app) -> None:
-        self.port = free_port()
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
 
 
 @pytest.mark.parametrize("kind", KINDS)

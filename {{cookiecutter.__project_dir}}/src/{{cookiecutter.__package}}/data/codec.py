@@ -60,6 +60,8 @@ class Codec:
     request_model: ClassVar[type[Request]]
     example_request: ClassVar[dict[str, Any]]  # a valid body with two inputs: for /health, the docs, export
     file_field: ClassVar[str | None] = None  # the request field that takes files (base64): POST /predict/file fills it
+    # The input the server's playground page (GET /) shows: number, pair, digit, image, text or generate; None: none.
+    playground: ClassVar[str | None] = None
 
     labels: list[str] | None = None  # the class names, in the order of the class indices; None for regression
 

@@ -55,6 +55,7 @@ class ImageCodec(Codec):
     """RGB images of any size: resize the shorter side, crop the centre, normalise -> (N, 3, size, size)."""
 
     request_model = PhotoRequest
+    playground = "image"
     file_field = "image"  # `curl -F files=@photo.jpg .../predict/file`
     example_request = {"image": [png_base64((64, 48), (200, 30, 30)), png_base64((30, 40), (20, 60, 220))]}
     image_size: int = 224

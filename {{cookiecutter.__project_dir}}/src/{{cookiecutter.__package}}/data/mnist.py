@@ -104,6 +104,7 @@ class GrayImageCodec(Codec):
     """28x28 grayscale images (MNIST and its kin): pixel rows or image files -> normalised (N, 1, 28, 28)."""
 
     request_model = ImageRequest
+    playground = "digit"
     file_field = "image"  # `curl -F files=@digit.png .../predict/file`
     # Two made-up digits: a vertical bar (a 1) and a ring (a 0).
     example_request = {

@@ -58,6 +58,7 @@ class NoiseCodec(Codec):
     """(seed, index) -> (N, latent_dim) noise; generated images (N, C, H, W) in [0, 1] -> PNG files, base64."""
 
     request_model = NoiseRequest
+    playground = "generate"
     example_request = {"seed": 0, "count": 2}
     latent_dim: int
 

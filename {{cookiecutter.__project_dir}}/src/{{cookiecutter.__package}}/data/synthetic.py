@@ -44,6 +44,7 @@ class NumberCodec(Codec):
     """x -> (N, 1) for the line; answers the predicted y."""
 
     request_model = LineRequest
+    playground = "number"
     example_request = {"x": [0.5, -1.0]}
 
     def encode(self, items: list[float]) -> tuple[torch.Tensor, ...]:
@@ -55,6 +56,7 @@ class PairCodec(Codec):
     """[a, b] -> (N, 2) for XOR; answers the class, its probability and its label."""
 
     request_model = PairRequest
+    playground = "pair"
     example_request = {"x": [[0, 1], [1, 1]]}
     labels: list[str] | None = dataclasses.field(default_factory=lambda: ["0", "1"])
 

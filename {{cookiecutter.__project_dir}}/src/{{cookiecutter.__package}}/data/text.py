@@ -104,6 +104,7 @@ class TextCodec(Codec):
     """Texts -> (token ids, lengths) with the tokenizer of training; answers the class and its label."""
 
     request_model = TextRequest
+    playground = "text"
     example_request = {"text": ["A gem of a film: funny, warm and beautifully acted.", "Dull and far too long."]}
     tokenizer: str = dataclasses.field(repr=False)  # the tokenizer as JSON (`Tokenizer.to_str()`): it travels as text
     max_length: int

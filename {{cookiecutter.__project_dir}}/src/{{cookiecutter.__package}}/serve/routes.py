@@ -1,8 +1,9 @@
-"""The routes, on APIRouters: `public` (/health), `guarded` (/metadata, /predict) and `uploads`
+"""The routes, on APIRouters: `public` (/, /health), `guarded` (/metadata, /predict) and `uploads`
 (/predict/file, for codecs that read files); `create_app` puts the last two behind the API key when one
 is set. Each route takes the app's `Service` as a typed dependency: the loaded model, its codec, the
 settings and the batcher.
 
+    GET  /          the playground: a page to try the model in a browser (playground.html)
     GET  /health    a real prediction on the codec's example request: 200, or 503 if it fails
     GET  /metadata  task, labels, the file served, the request's JSON schema and an example, the model version
     POST /predict   one input or a batch in the task's own form; see /docs for its body
@@ -16,11 +17,12 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -33,6 +35,7 @@ from .schemas import HealthResponse, MetadataResponse, PredictResponse, errors
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
+PLAYGROUND = (resources.files(__package__) / "playground.html").read_text(encoding="utf-8")
 
 
 @dataclass
@@ -91,6 +94,12 @@ public = APIRouter()
 guarded = APIRouter()
 
 
+@public.get("/", response_class=HTMLResponse, include_in_schema=False)
+async def playground() -> HTMLResponse:
+    """A page to try the model in a browser, without writing a request (playground.html)."""
+    return HTMLResponse(PLAYGROUND)
+
+
 @public.get("/health", response_model=HealthResponse, responses=errors(503))
 async def health(service: ServiceDep) -> HealthResponse | JSONResponse:
     codec = service.trained.codec
@@ -116,6 +125,7 @@ async def metadata(service: ServiceDep) -> MetadataResponse:
         input_schema=codec.request_model.model_json_schema(),
         example_request=codec.example_request,
         max_batch_size=service.settings.max_batch_size,
+        playground=codec.playground,
     )
 
 

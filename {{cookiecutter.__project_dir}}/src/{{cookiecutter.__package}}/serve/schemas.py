@@ -29,6 +29,7 @@ class MetadataResponse(BaseModel):
     input_schema: dict[str, Any] = Field(description="JSON schema of the /predict body")
     example_request: dict[str, Any]
     max_batch_size: int
+    playground: str | None = Field(description="the input the page at / shows: number, pair, digit, image, text, ...")
 
 
 class ErrorResponse(BaseModel):
