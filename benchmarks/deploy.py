@@ -25,7 +25,8 @@
    is the ceiling. The client shares the 2 cores with the server, so absolute numbers are low; the
    ratios between servers measured the same way are the point.
 
-    python benchmarks/deploy.py            # about 10 minutes on 2 CPU cores
+    python benchmarks/deploy.py            # about 25 minutes on 2 CPU cores
+    python benchmarks/deploy.py --only gan # one task, no server: its figures replace its own in deploy.json
     python benchmarks/deploy.py --quick    # a few batches of training, fewer requests: a smoke check
 Results: benchmarks/results/deploy.json.
 """
@@ -386,37 +387,7 @@ def server_benchmark(project: Path, task: str, quick: bool) -> dict:
     return {"task": task, "serve": ours, "litserve": lit, "in_process_rps_batch1": in_process_rps(project, checkpoint)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few batches of training, fewer requests")
-    parser.add_argument("--output", type=Path, default=None, help=f"JSON results (default: {RESULTS.name})")
-    args = parser.parse_args()
-    output = args.output or (None if args.quick else RESULTS)
-    load_before = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
-        work = Path(tmp)
-        project = bake(work / "bake")
-        tasks = sorted(p.stem for p in (project / "configs").glob("*.yaml"))
-        results: dict = {}
-        for task in tasks:
-            results[task] = measure_task(project, task, args.quick, work)
-            r = results[task]
-            print(
-                f"{task}: {json.dumps({k: v for k, v in r.items() if k.endswith('ratio')})} {r['test_scores']}",
-                flush=True,
-            )
-        server = server_benchmark(project, "mnist_cnn" if "mnist_cnn" in tasks else tasks[0], args.quick)
-
-    print("\nint8: model_int8.onnx in ONNX Runtime (torchao's model_int8.pt in brackets); ratios to the float32 model")
-    print(f"{'task':24} {'int8 size':>16} {'int8 latency':>16} {'int8 acc drop':>22} {'onnx latency':>13}")
-    for task in tasks:
-        r = results[task]
-
-        print(
-            f"{task:24} {r['int8_size_ratio']:>6.2f}x ({r['int8_torchao_size_ratio']:.2f}x) "
-            f"{r['int8_latency_ratio']:>6.2f}x ({r['int8_torchao_latency_ratio']:.2f}x) "
-            f"{score_drop(r, 'int8'):>11} ({score_drop(r, 'int8_torchao')}) {r['onnx_latency_ratio']:>12.2f}x"
-        )
+def report_server(server: dict) -> None:
     print(
         f"\nserver ({server['task']}, one example per request; in-process model: "
         f"{server['in_process_rps_batch1']:.0f} predictions/s)"
@@ -431,14 +402,60 @@ def main() -> None:
             f"c={c:<8} {ours['throughput_rps']:>10.0f} {ours['p50_ms']:>8.1f} {ours['p99_ms']:>8.1f} "
             f"{ours['errors_5xx']:>5} {lit['throughput_rps']:>13.0f} {lit['p50_ms']:>8.1f} {lit['p99_ms']:>8.1f}"
         )
-    results["server"] = {
-        "throughput_c32": server["serve"]["c32"]["throughput_rps"],
-        "litserve_throughput_c32": server["litserve"]["c32"]["throughput_rps"],
-        "p99_ms_c32": server["serve"]["c32"]["p99_ms"],
-        **server,
-    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a few batches of training, fewer requests")
+    parser.add_argument("--output", type=Path, default=None, help=f"JSON results (default: {RESULTS.name})")
+    parser.add_argument(
+        "--only", nargs="+", metavar="TASK", help="measure these tasks only, no server; their results replace theirs"
+    )
+    args = parser.parse_args()
+    output = args.output or (None if args.quick else RESULTS)
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="bench-deploy-") as tmp:
+        work = Path(tmp)
+        project = bake(work / "bake")
+        tasks = args.only or sorted(p.stem for p in (project / "configs").glob("*.yaml"))
+        results: dict = {}
+        for task in tasks:
+            results[task] = measure_task(project, task, args.quick, work)
+            r = results[task]
+            print(
+                f"{task}: {json.dumps({k: v for k, v in r.items() if k.endswith('ratio')})} {r['test_scores']}",
+                flush=True,
+            )
+        server = (
+            None
+            if args.only
+            else server_benchmark(project, "mnist_cnn" if "mnist_cnn" in tasks else tasks[0], args.quick)
+        )
+
+    print("\nint8: model_int8.onnx in ONNX Runtime (torchao's model_int8.pt in brackets); ratios to the float32 model")
+    print(f"{'task':24} {'int8 size':>16} {'int8 latency':>16} {'int8 acc drop':>22} {'onnx latency':>13}")
+    for task in tasks:
+        r = results[task]
+
+        print(
+            f"{task:24} {r['int8_size_ratio']:>6.2f}x ({r['int8_torchao_size_ratio']:.2f}x) "
+            f"{r['int8_latency_ratio']:>6.2f}x ({r['int8_torchao_latency_ratio']:.2f}x) "
+            f"{score_drop(r, 'int8'):>11} ({score_drop(r, 'int8_torchao')}) {r['onnx_latency_ratio']:>12.2f}x"
+        )
+    if server is not None:
+        report_server(server)
+        results["server"] = {
+            "throughput_c32": server["serve"]["c32"]["throughput_rps"],
+            "litserve_throughput_c32": server["litserve"]["c32"]["throughput_rps"],
+            "p99_ms_c32": server["serve"]["c32"]["p99_ms"],
+            "litserve_p99_ms_c32": server["litserve"]["c32"]["p99_ms"],
+            **server,
+        }
     results["quick"] = args.quick
-    results["machine"] = machine(1, load_before)
+    if args.only and output and output.exists():  # the other tasks', the server's and their machine's figures stay
+        results = {**json.loads(output.read_text()), **results, f"machine_{'+'.join(tasks)}": machine(1, load_before)}
+    else:
+        results["machine"] = machine(1, load_before)
     if output:
         write_results(output, results)
 
