@@ -116,7 +116,7 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     assert files_of(project) == expected_files(tasks)
 
     for path in project.rglob("*"):
-        if path.is_file():
+        if path.is_file() and path.suffix != ".png":  # the pictures are copied as they are
             text = path.read_text(encoding="utf-8")
             assert "{{" not in text and "{%" not in text, f"unrendered Jinja in {path.relative_to(project)}"
     for task in set(TASKS) - set(tasks):  # the docs of a pruned task are gone too
