@@ -368,6 +368,7 @@ def test_api_key_guards_predict_and_metadata_but_not_health(artifacts):
 # The fuzzer's settings: fixed seed and example count, so a run is the same run every time. A small batch limit keeps
 # the document's largest valid body small (64 MNIST images are 50,000 numbers a case).
 FUZZ = ["--seed", "1", "--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--checks", "all"]
+FUZZ += ["--request-timeout", "60"]  # a busy test machine is slow, not wrong
 # An image field's schema says "a string"; no JSON schema can say "that decodes as an image", so a schema-valid
 # request may get 422 there, with the reason. Every other check, and every other field, is held to the document.
 IMAGE_FIELDS_CONFIG = '[checks.positive_data_acceptance]\nexpected-statuses = ["2XX", "401", "422"]\n'
