@@ -77,8 +77,9 @@ def worker(spec: dict) -> dict:
     start = time.perf_counter()
     fit = cli.run(["fit", *common, *spec["model"], "--seed_everything", str(spec["seed"]), timer, *spec["fit"]])
     seconds = time.perf_counter() - start
-    best = fit.trainer.checkpoint_callback.best_model_path
-    result = {"fit_seconds": seconds, "checkpoint": best, "last": str(Path(best).with_name("last.ckpt"))}
+    best = fit.trainer.checkpoint_callback.best_model_path  # empty when nothing was validated
+    last = next(c for c in fit.trainer.checkpoint_callbacks if c.filename == "last").best_model_path  # no monitor
+    result = {"fit_seconds": seconds, "checkpoint": best, "last": last}
     step_times = next(c for c in fit.trainer.callbacks if type(c).__name__ == "StepTimer").times
     batches = fit.trainer.num_training_batches
     result["epoch_steps_per_s"] = [
