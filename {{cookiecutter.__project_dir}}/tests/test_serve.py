@@ -210,13 +210,13 @@ def hostile_bodies(task: str, body: dict, max_batch: int) -> list[tuple[str, obj
 {%- endif %}
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
     if task == "resnet_finetune":
-        huge, truncated = io.BytesIO(), io.BytesIO()
-        Image.new("RGB", (5000, 5000)).save(huge, format="PNG")  # 25 megapixels, a few KB as PNG
+        huge = png_of(Image.new("RGB", (5000, 5000)))  # 25 megapixels, a few KB as PNG
+        truncated = io.BytesIO()
         Image.new("RGB", (64, 64), (10, 200, 30)).save(truncated, format="PNG")
         cases += [
             ("image that is not base64", {"image": "%%% not base64 %%%"}, 422),
             ("base64 of a text file", {"image": base64.b64encode(b"hello").decode()}, 422),
-            ("image of 25 megapixels", {"image": base64.b64encode(huge.getvalue()).decode()}, 422),
+            ("image of 25 megapixels", {"image": huge}, 422),
             ("truncated PNG", {"image": base64.b64encode(truncated.getvalue()[:80]).decode()}, 422),
         ]
 {%- endif %}
