@@ -239,13 +239,11 @@ def main() -> None:
         "test_acc_means": f"fraction of the {data_dir.name} test reviews classified right; models: mean over seeds "
         "0..N-1 of the best checkpoint (highest val_acc)",
         "quick": args.quick,
-        "machine": {
-            **machine(args.threads, load_before),
-            "datasets": version("datasets"),
-            "tokenizers": version("tokenizers"),
-            "transformers": version("transformers"),
-        },
     }
+    libraries = {name: version(name) for name in ("datasets", "tokenizers", "transformers")}
+    # An --only run keeps the machine record of the models it did not measure, and adds its own beside it.
+    record = f"machine_{'+'.join(selected)}" if args.only and "machine" in results else "machine"
+    results[record] = {**machine(args.threads, load_before), **libraries}
     if output:
         write_results(output, results)
 
