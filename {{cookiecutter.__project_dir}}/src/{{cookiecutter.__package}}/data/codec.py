@@ -62,6 +62,7 @@ class Codec:
     file_field: ClassVar[str | None] = None  # the request field that takes files (base64): POST /predict/file fills it
     # The input the server's playground page (GET /) shows: number, pair, digit, image, text or generate; None: none.
     playground: ClassVar[str | None] = None
+    answers_files: ClassVar[bool] = False  # whether `decode` writes files (PNG images): the server does it in a thread
 
     labels: list[str] | None = None  # the class names, in the order of the class indices; None for regression
 

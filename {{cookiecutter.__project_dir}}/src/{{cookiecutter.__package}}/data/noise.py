@@ -59,6 +59,7 @@ class NoiseCodec(Codec):
 
     request_model = NoiseRequest
     playground = "generate"
+    answers_files = True
     example_request = {"seed": 0, "count": 2}
     latent_dim: int
 

@@ -35,6 +35,7 @@ from .schemas import HealthResponse, MetadataResponse, PredictResponse, errors
 from .settings import ServeSettings
 
 log = logging.getLogger(__name__)
+LIGHT_BODY_BYTES = 8192  # a digit as pixel rows is 2.5-4 KB; tokenizing 8 KB of text takes about 3 ms
 PLAYGROUND = (resources.files(__package__) / "playground.html").read_text(encoding="utf-8")
 
 
@@ -46,17 +47,26 @@ class Service:
     settings: ServeSettings
     batcher: MicroBatcher
 
-    async def predict(self, items: list[Any]) -> list[dict[str, Any]]:
+    def is_light(self, body: PredictRequest, body_bytes: int) -> bool:
+        """Whether encoding this request costs less than handing it to a worker thread: a body of at most
+        LIGHT_BODY_BYTES with no image files in it (a few KB of PNG can hold megapixels to decode)."""
+        file_field = self.trained.codec.file_field
+        return body_bytes <= LIGHT_BODY_BYTES and not (file_field and getattr(body, file_field, None))
+
+    async def predict(self, body: PredictRequest, body_bytes: int) -> list[dict[str, Any]]:
         """The answers for a request's inputs: encoded by the codec, batched with other requests', decoded.
 
-        Encoding (decoding images, tokenizing) and decoding (encoding PNGs) run in worker threads, as the
-        model does, so the event loop keeps answering other requests meanwhile.
+        A light request (`is_light`: numbers, pixel rows, a short text, a seed) is encoded and decoded here, on
+        the event loop: two hops to a worker thread and back would cost more than the work, and under load
+        they were much of the tail latency. Heavier work (decoding images, tokenizing long texts, writing PNG
+        answers) runs in worker threads, as the model does, so the event loop keeps answering other requests.
         """
+        items = body.items()
         if len(items) > self.settings.max_batch_size:
             raise HTTPException(422, f"{len(items)} inputs in one request; the limit is {self.settings.max_batch_size}")
-        codec = self.trained.codec
+        codec, light = self.trained.codec, self.is_light(body, body_bytes)
         try:
-            inputs = await run_in_threadpool(codec.encode, items)
+            inputs = codec.encode(items) if light else await run_in_threadpool(codec.encode, items)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         outputs = await self.batcher.submit(inputs)
@@ -64,15 +74,17 @@ class Service:
             if values.is_floating_point() and not bool(values.isfinite().all()):
                 problem = f"the model's {name!r} for these inputs is not a finite number"
                 raise HTTPException(422, f"{problem}; send inputs closer to those it was trained on")
+        if light and not codec.answers_files:
+            return codec.decode(outputs)
         return await run_in_threadpool(codec.decode, outputs)
 
-    async def answer(self, parse_body: Callable[[], PredictRequest]) -> JSONResponse:
-        """The predictions for the request body that `parse_body` reads and validates."""
+    async def answer(self, parse_body: Callable[[], PredictRequest], body_bytes: int) -> JSONResponse:
+        """The predictions for the request body that `parse_body` reads and validates, `body_bytes` long."""
         try:
             body = parse_body()
         except ValidationError as err:
             raise RequestValidationError(err.errors()) from None
-        predictions = await self.predict(body.items())
+        predictions = await self.predict(body, body_bytes)
         return JSONResponse({"predictions": predictions, "model_version": self.trained.version})
 
 
@@ -104,7 +116,7 @@ async def playground() -> HTMLResponse:
 async def health(service: ServiceDep) -> HealthResponse | JSONResponse:
     codec = service.trained.codec
     try:
-        predictions = await service.predict(codec.request_model(**codec.example_request).items())
+        predictions = await service.predict(codec.request_model(**codec.example_request), body_bytes=0)
     except Exception as err:  # noqa: BLE001 - the whole point: say unhealthy instead of failing
         log.exception("health check failed")
         return JSONResponse({"error": f"the example prediction failed: {err}"}, status_code=503)
@@ -140,7 +152,7 @@ async def predict(request: Request, service: ServiceDep) -> Response:
         raw = await request.body()
     except ClientDisconnect:  # the client left, or BodyLimits has already answered 413 or 408
         return Response(status_code=400)
-    return await service.answer(lambda: service.trained.codec.request_model.model_validate_json(raw))
+    return await service.answer(lambda: service.trained.codec.request_model.model_validate_json(raw), len(raw))
 
 
 uploads = APIRouter()  # added by create_app when the codec reads files
@@ -151,4 +163,5 @@ async def predict_files(files: list[UploadFile], service: ServiceDep) -> Respons
     """One or more files (`curl -F files=@a.png -F files=@b.png`): as if sent base64-encoded in JSON."""
     codec = service.trained.codec
     encoded = [base64.b64encode(await upload.read()).decode() for upload in files]
-    return await service.answer(lambda: codec.request_model(**{str(codec.file_field): encoded}))
+    body_bytes = sum(len(each) for each in encoded)
+    return await service.answer(lambda: codec.request_model(**{str(codec.file_field): encoded}), body_bytes)
