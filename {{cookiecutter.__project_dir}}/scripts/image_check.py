@@ -69,14 +69,16 @@ def wait_for_health(engine: str, name: str, url: str, timeout: float) -> dict[st
             return get_json(url, timeout=5)
         except (urllib.error.URLError, ConnectionError, TimeoutError) as err:
             problem = str(err)
-        state = subprocess.run(
-            [engine, "inspect", "--format", "{{ '{{' }}.State.Running{{ '}}' }}", name], capture_output=True, text=True
-        )
-        if state.stdout.strip() != "true":
+        if not running(engine, name):
             raise SystemExit(f"the container stopped before answering /health; its log:\n{logs(engine, name)}")
         if time.monotonic() > deadline:
             raise SystemExit(f"no answer from {url} in {timeout:.0f} s ({problem}); the log:\n{logs(engine, name)}")
         time.sleep(0.5)
+
+
+def running(engine: str, name: str) -> bool:
+    inspected = subprocess.run([engine, "inspect", name], capture_output=True, text=True)
+    return inspected.returncode == 0 and json.loads(inspected.stdout)[0]["State"]["Running"] is True
 
 
 def logs(engine: str, name: str) -> str:
@@ -106,8 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     run = [args.engine, "run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8000"]
     run += ["--volume", f"{model.parent}:/model:ro", "--env", f"SERVE_MODEL=/model/{model.name}", args.image]
     start = time.perf_counter()
-    subprocess.run(run, check=True, stdout=subprocess.DEVNULL)
     try:
+        started = subprocess.run(run, capture_output=True, text=True)
+        if started.returncode != 0:
+            problem = started.stderr.strip()
+            parser.exit(1, f"{args.engine} could not start {args.image} (build it: make image): {problem}\n")
         health = wait_for_health(args.engine, name, f"http://127.0.0.1:{port}/health", args.timeout)
         print(f"container: /health {health['status']} after {time.perf_counter() - start:.1f} s")
         served = get_json(f"http://127.0.0.1:{port}/predict", request)["predictions"]
