@@ -1,7 +1,7 @@
 """Run the server's image on an exported model and check that it answers as the same file does on this machine.
 
-    make image-check                                  # builds the image first; MODEL=... ENGINE=podman to change
-    python scripts/image_check.py --model runs/{{ cookiecutter.__example_task }}/version_0/export/model_int8.onnx --image {{ cookiecutter.__package | replace("_", "-") }}-serve
+    make image-check                          # builds the image first; MODEL=... ENGINE=podman to change
+    python scripts/image_check.py --model runs/{{ cookiecutter.__example_task }}/version_0/export/model_int8.onnx
 
 It starts the image (`--engine run`, docker or podman) with the model's folder mounted read-only at /model,
 waits for GET /health, sends the task's example request to POST /predict, and compares the answer with the
