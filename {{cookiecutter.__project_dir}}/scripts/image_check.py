@@ -7,8 +7,8 @@ It starts the image (`--engine run`, docker or podman) with the model's folder m
 waits for GET /health, sends the task's example request to POST /predict, and compares the answer with the
 predictions the same file gives here, through the code `serve` runs (`artifacts.load(...).predict` and the
 codec): the labels and every string equal, numbers within --tolerance (another ONNX Runtime release may
-round differently). The container is removed at the end, whatever happened. Prints the time of each step;
-exits 1 when the answers differ or the server does not come up.
+round differently). The container is removed at the end, whatever happened. Prints both answers and how long
+the server took to come up; exits 1 when the answers differ or the server does not come up.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.__package }}.artifacts import Trained, load
+from {{ cookiecutter.__package }}.artifacts import load
 
 IMAGE = "{{ cookiecutter.__package | replace("_", "-") }}-serve"  # what `make image` builds
 
@@ -36,12 +36,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def local_answer(trained: Trained, request: dict[str, Any]) -> list[dict[str, Any]]:
-    """The predictions for `request` computed here, as the server computes them: encode, predict, decode."""
-    codec = trained.codec
-    return codec.decode(trained.predict(codec.encode(codec.request_model(**request).items())))
 
 
 def same(served: Any, local: Any, tolerance: float) -> bool:
@@ -100,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--model {args.model}: no such file; `export --ckpt_path best --quantize int8` writes one")
 
     trained = load(model)
-    request = trained.codec.example_request
-    expected = local_answer(trained, request)
+    codec = trained.codec
+    expected = codec.decode(trained.predict(codec.example_inputs()))  # the example request's answer, computed here
     print(f"here: {model.name} answers {json.dumps(expected)}")
 
     name, port = f"image-check-{uuid.uuid4().hex[:8]}", free_port()
@@ -115,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.exit(1, f"{args.engine} could not start {args.image} (build it: make image): {problem}\n")
         health = wait_for_health(args.engine, name, f"http://127.0.0.1:{port}/health", args.timeout)
         print(f"container: /health {health['status']} after {time.perf_counter() - start:.1f} s")
-        served = get_json(f"http://127.0.0.1:{port}/predict", request)["predictions"]
+        served = get_json(f"http://127.0.0.1:{port}/predict", codec.example_request)["predictions"]
         print(f"container: /predict answers {json.dumps(served)}")
     finally:
         subprocess.run([args.engine, "rm", "--force", name], capture_output=True)
