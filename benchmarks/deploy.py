@@ -154,10 +154,20 @@ def latency_worker(export_dir: str, checkpoint: str, rounds: int, calls: int) ->
     }
 
 
-def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
+def best_checkpoint(project: Path, task: str) -> Path:
+    """The best checkpoint of the task's newest run."""
+    return max(project.glob(f"runs/{task}/*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
+def train(project: Path, task: str, quick: bool, work: Path) -> Path:
+    """`fit` of the task as the benchmark trains it, offline; its best checkpoint."""
     extra = [*offline_fit_args(task, work), *(QUICK_FIT if quick else [])]
     cli(project, "fit", "--config", f"configs/{task}.yaml", "--trainer.enable_progress_bar", "false", *extra)
-    checkpoint = max(project.glob(f"runs/{task}/*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+    return best_checkpoint(project, task)
+
+
+def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
+    checkpoint = train(project, task, quick, work)
     export_dir = work / f"{task}-export"
     cli(project, "export", "--ckpt_path", str(checkpoint), "--output", str(export_dir), "--quantize", "int8")
     spec = [str(export_dir), str(checkpoint), 3 if quick else 7, 20 if quick else 200]
@@ -344,7 +354,7 @@ def in_process_rps(project: Path, checkpoint: Path, seconds: float = 5.0) -> flo
 
 
 def server_benchmark(project: Path, task: str, quick: bool) -> dict:
-    checkpoint = max(project.glob(f"runs/{task}/*/checkpoints/best.ckpt"), key=lambda p: p.stat().st_mtime)
+    checkpoint = best_checkpoint(project, task)
     sys.path.insert(0, str(project / "src"))
     from roadmap_project.artifacts import load_checkpoint
 
@@ -424,8 +434,7 @@ def main() -> None:
         project = bake(work / "bake")
         tasks = [] if args.server else args.only or sorted(p.stem for p in (project / "configs").glob("*.yaml"))
         if args.server:  # the checkpoint the server comparison serves, trained as the full run trains it
-            extra = [*offline_fit_args("mnist_cnn", work), *(QUICK_FIT if args.quick else [])]
-            cli(project, "fit", "--config", "configs/mnist_cnn.yaml", "--trainer.enable_progress_bar", "false", *extra)
+            train(project, "mnist_cnn", args.quick, work)
         results: dict = {}
         for task in tasks:
             results[task] = measure_task(project, task, args.quick, work)
