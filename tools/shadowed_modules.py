@@ -5,8 +5,10 @@ dependencies: `sympy` through torch, `starlette` through FastAPI, `requests` thr
 that module inside the project, and every import of it then fails. The list is derived, not written by hand:
 this script bakes the template with every task and each logger, walks the requirements of those projects
 (dependencies and extras, with their markers) through the distributions installed in this environment, and
-collects the top-level modules each installs. It rewrites the block between the markers in
-hooks/pre_gen_project.py; tests/test_hooks.py fails when this environment imports a name the block lacks.
+collects the top-level modules each installs. The environment is the lock (requirements-dev.txt, installed by
+make), and the walk refuses a distribution whose installed version is not the locked one, so the list is that
+of the locked set: it changes when the lock does, never because something was released upstream. It rewrites
+the block between the markers in hooks/pre_gen_project.py; tests/test_hooks.py fails when the block lacks a name.
 
     python tools/shadowed_modules.py      # in the template's environment (make test builds it)
 """
@@ -46,10 +48,17 @@ def project_requirements() -> set[str]:
     return requirements
 
 
+def locked_versions() -> dict[str, str]:
+    """{distribution: version} as requirements-dev.txt pins it."""
+    text = (TEMPLATE / "requirements-dev.txt").read_text()
+    return {canonicalize_name(name): version for name, version in re.findall(r"^([\w.-]+)==(\S+)", text, re.MULTILINE)}
+
+
 def installed_closure(requirements: set[str]) -> tuple[set[str], set[str]]:
-    """The installed distributions those requirements reach (their names), and the ones not installed here."""
+    """The locked distributions those requirements reach (their names), and the ones not installed at their pin."""
     reached: set[tuple[str, str]] = set()  # (distribution, extra)
     missing: set[str] = set()
+    locked = locked_versions()
     pending = [Requirement(text) for text in requirements]
     while pending:
         requirement = pending.pop()
@@ -60,7 +69,10 @@ def installed_closure(requirements: set[str]) -> tuple[set[str], set[str]]:
         try:
             distribution = metadata.distribution(name)
         except metadata.PackageNotFoundError:
-            missing.add(name)
+            missing.add(f"{name} (not installed)")
+            continue
+        if locked.get(name) != distribution.version:
+            missing.add(f"{name} {distribution.version} (requirements-dev.txt: {locked.get(name, 'not locked')})")
             continue
         for extra in extras:
             reached.add((name, extra))
@@ -72,7 +84,7 @@ def installed_closure(requirements: set[str]) -> tuple[set[str], set[str]]:
 
 
 def shadowed_modules() -> tuple[set[str], set[str]]:
-    """Top-level module names installed by the projects' dependency closure here, and the distributions missing."""
+    """Top-level module names the projects' locked dependency closure installs, and the distributions not as locked."""
     distributions, missing = installed_closure(project_requirements())
     modules = {
         module
@@ -90,7 +102,7 @@ def names_in_hook() -> set[str]:
 def main() -> None:
     modules, missing = shadowed_modules()
     if missing:
-        sys.exit(f"not installed here, so their modules cannot be listed: {', '.join(sorted(missing))}")
+        sys.exit(f"not as requirements-dev.txt locks them, so their modules cannot be listed: {', '.join(sorted(missing))}")
     names = sorted(modules | names_in_hook())  # never drop a name another platform's wheels may bring
     lines = [f'    "{name}",\n' for name in names]
     block = "DEPENDENCY_MODULES = {\n" + "".join(lines) + "}\n"
