@@ -176,7 +176,7 @@ def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
     if done.returncode != 0:
         sys.exit(f"{task} latency worker failed:\n{done.stderr[-4000:]}")
     measured = json.loads(done.stdout.strip().splitlines()[-1])
-    scores = json.loads((export_dir / "metadata.json").read_text())["int8"]
+    scores = json.loads((export_dir / "metadata.json").read_text())["test_scores"]  # {file: {metric: mean}}
     latency, size = measured["latency_ms"], measured["bytes"]
     result = {
         # int8 = model_int8.onnx in ONNX Runtime, the int8 file to serve on a CPU; int8_torchao = model_int8.pt
@@ -188,15 +188,15 @@ def measure_task(project: Path, task: str, quick: bool, work: Path) -> dict:
         "int8_torchao_latency_ratio": latency["int8_torchao"] / latency["float32"],
         "latency_ms_batch1": latency,
         "bytes": size,
-        "test_scores": {key: value for key, value in scores.items() if key != "scheme"},
+        "test_scores": scores,
         "checkpoint": str(checkpoint.relative_to(project)),
     }
-    metric = "test_acc" if "float32_test_acc" in scores else "test_mse" if "float32_test_mse" in scores else None
-    for name, model in (("", "int8_onnx"), ("_torchao", "int8")) if metric else ():  # a generator: no score
-        if metric == "test_acc":
-            result[f"int8{name}_acc_drop"] = (scores["float32_test_acc"] - scores[f"{model}_test_acc"]) * 100
-        else:
-            result[f"int8{name}_mse_ratio"] = scores[f"{model}_test_mse"] / scores["float32_test_mse"]
+    eager = scores.get("eager", {})  # a generator: no score
+    for name, file in (("", "model_int8.onnx"), ("_torchao", "model_int8.pt")):
+        if "test_acc" in eager:
+            result[f"int8{name}_acc_drop"] = (eager["test_acc"] - scores[file]["test_acc"]) * 100
+        elif "test_mse" in eager:
+            result[f"int8{name}_mse_ratio"] = scores[file]["test_mse"] / eager["test_mse"]
     return result
 
 
@@ -247,7 +247,7 @@ class LitServeAPI(ls.LitAPI):
         return [{k: v[s : s + n] for k, v in outputs.items()} for s, n in zip(starts, self.sizes, strict=True)]
 
     def encode_response(self, outputs):
-        return {"predictions": self.trained.codec.decode(outputs)}
+        return {"predictions": self.trained.answers(outputs)}
 
 
 def litserve_main(checkpoint: str, port: int) -> None:

@@ -3,11 +3,11 @@
 Everything runs through the baked project's CLI on the real MNIST files in ../shared/data:
 
 1. The judge: `mnist_cnn`'s default config, trained for --judge-epochs epochs; its test accuracy is reported.
-2. Each GAN trains for the same --epochs with `--model.judge` set, so every validation epoch measures it and
+2. Each GAN trains for the same --epochs with `--judge` set, so every validation epoch measures it and
    best.ckpt is its epoch with the lowest classifier FID. The baseline is benchmarks/gan_baseline.py: the
    MLP generator and discriminator of the original GAN paper (as Lightning's GAN example writes them) inside
    the project's own GAN recipe, so only the networks differ.
-3. Each best checkpoint is then scored by `test --model.judge`: 10,000 generated digits against the 10,000
+3. Each best checkpoint is then scored by `test --judge`: 10,000 generated digits against the 10,000
    MNIST test digits: `confident_share` (judged with probability >= 0.9), `class_entropy` (ln 10 = 2.303
    is every digit drawn equally often), `classifier_fid`, and `real_vs_real_fid` (the test digits against
    as many training digits: the floor a perfect generator would reach).
@@ -50,7 +50,7 @@ def worker(spec: dict) -> dict:
     torch.set_num_threads(spec["threads"])
     sys.path.insert(0, "src")
     cli = importlib.import_module(f"{spec['package']}.cli")
-    run_dir = importlib.import_module(f"{spec['package']}.callbacks").run_dir
+    run_dir = importlib.import_module(f"{spec['package']}.runs").run_dir
     quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
     data = ["--data.data_dir", spec["data_dir"], "--data.download", "false"]
     if spec["step"] == "judge":
@@ -61,7 +61,7 @@ def worker(spec: dict) -> dict:
         best = fit.trainer.checkpoint_callback.best_model_path
         tested = cli.run(["test", *common, "--ckpt_path", best])
         return {"checkpoint": best, "test_acc": float(tested.trainer.callback_metrics["test_acc"]), "seconds": seconds}
-    common = ["--config", "configs/gan.yaml", *data, *quiet, *spec["model_args"], "--model.judge", spec["judge"]]
+    common = ["--config", "configs/gan.yaml", *data, *quiet, *spec["model_args"], "--judge", spec["judge"]]
     start = time.perf_counter()
     fit = cli.run(["fit", *common, *spec["args"]])
     seconds = time.perf_counter() - start

@@ -12,7 +12,7 @@ import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 QUESTIONS = json.loads((TEMPLATE / "cookiecutter.json").read_text())
-TASKS = tuple(key.removeprefix("include_") for key in QUESTIONS if key.startswith("include_"))
+TASKS = tuple(QUESTIONS["_tasks"])  # the one list of tasks: what each needs besides its own files
 LOGGERS = tuple(QUESTIONS["logger"])
 PACKAGE = "roadmap_project"  # derived from the default project name, roadmap-project
 

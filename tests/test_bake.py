@@ -44,6 +44,10 @@ ALWAYS = {
     f"{SRC}/artifacts.py",
     f"{SRC}/export.py",
     f"{SRC}/int8.py",
+    f"{SRC}/optim.py",
+    f"{SRC}/outputs.py",
+    f"{SRC}/runs.py",
+    f"{SRC}/scores.py",
     f"{SRC}/quantize.py",
     f"{SRC}/serve/__init__.py",
     f"{SRC}/serve/app.py",
@@ -59,6 +63,7 @@ ALWAYS = {
     f"{SRC}/data/codec.py",
     "tests/conftest.py",
     "tests/test_cli.py",
+    "tests/test_optimizers.py",
     "tests/test_roadmap.py",
     "tests/test_scale.py",
     "tests/test_export.py",
@@ -68,27 +73,18 @@ ALWAYS = {
     "tests/rank_probe.py",
     f"{SRC}/serve/playground.html",
 }
-# A shared file is there when any task that needs it is.
-SHARED = {
-    f"{SRC}/data/synthetic.py": {"linear_regression", "xor"},
-    f"{SRC}/data/mnist.py": {"mnist_cnn", "gan"},
-    f"{SRC}/data/noise.py": {"gan"},
-    f"{SRC}/judge.py": {"gan"},
-    f"{SRC}/data/images.py": {"resnet_finetune"},
-    f"{SRC}/data/text.py": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
-    "tests/test_text_data.py": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
-    "tests/data/reviews/train.csv": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
-    "tests/data/reviews/test.csv": {"sentiment_rnn", "sentiment_transformer", "bert_finetune"},
-    f"{SRC}/classification.py": {
-        "xor",
-        "mnist_cnn",
-        "sentiment_rnn",
-        "sentiment_transformer",
-        "gan",
-        "resnet_finetune",
-        "bert_finetune",
-    },
-}
+
+
+def shared_files() -> dict[str, set[str]]:
+    """{file: the tasks that need it}: a shared file is there when any of them is (cookiecutter.json's `_tasks`)."""
+    shared: dict[str, set[str]] = {}
+    for task, spec in QUESTIONS["_tasks"].items():
+        for path in [f"{SRC}/{module}" for module in spec.get("modules", [])] + spec.get("files", []):
+            shared.setdefault(path, set()).add(task)
+    return shared
+
+
+SHARED = shared_files()
 TEXT_TASKS = {"sentiment_rnn", "sentiment_transformer", "bert_finetune"}
 
 
@@ -235,6 +231,20 @@ def test_the_project_keeps_the_lock_of_its_python_and_it_pins_every_requirement(
 
 def pins(lock: str) -> dict[str, str]:
     return {canonicalize_name(name): v for name, v in re.findall(r"^([\w.-]+)==(\S+)", lock, re.MULTILINE)}
+
+
+def test_the_list_of_tasks_is_the_questions_and_each_task_has_its_files_and_docs(bake):
+    """Adding a task to the template: cookiecutter.json's `_tasks` and an include_<task> question, then its own
+    files (task, config, test, playground screenshot) and its rows in README and ROADMAP; this says what is missing."""
+    questions = {key.removeprefix("include_") for key in QUESTIONS if key.startswith("include_")}
+    assert set(TASKS) == questions
+    project = bake()
+    files = files_of(project)
+    for task in TASKS:
+        own = {f"{SRC}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py", f"docs/playground/{task}.png"}
+        assert own <= files, f"{task} lacks {sorted(own - files)}"
+        for doc in ("README.md", "ROADMAP.md"):
+            assert f"configs/{task}.yaml" in (project / doc).read_text(), f"{doc} has no row for {task}"
 
 
 def test_answers_helper_matches_cookiecutter_json():

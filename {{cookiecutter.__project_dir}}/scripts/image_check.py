@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     trained = load(model)
     codec = trained.codec
-    expected = codec.decode(trained.predict(codec.example_inputs()))  # the example request's answer, computed here
+    expected = trained.answers(trained.predict(codec.example_inputs()))  # the example request's answer, computed here
     print(f"here: {model.name} answers {json.dumps(expected)}")
 
     name, port = f"image-check-{uuid.uuid4().hex[:8]}", free_port()

@@ -41,6 +41,12 @@ def test_export_writes_onnx_and_pt2_that_answer_like_the_eager_model(trained, tm
 
     metadata = json.loads((output / "metadata.json").read_text())
     eager = load_checkpoint(checkpoint)
+    # Each file scored on the test split with the task's own scores (none for a generator), agreeing with eager.
+    scores = metadata["test_scores"]
+    assert set(scores) in ({"eager", "model.onnx", "model.pt2"}, set())
+    for file in ("model.onnx", "model.pt2"):
+        for metric, value in scores.get("eager", {}).items():
+            assert scores[file][metric] == pytest.approx(value, rel=1e-3, abs=1e-3), (file, metric)
     assert metadata["task"] == task and metadata["labels"] == eager.metadata["labels"]
     assert metadata["outputs"] == list(eager.model.predict(*other_inputs(eager)))
     # Inputs the export never saw, in a batch of another size: the batch axis is dynamic.

@@ -16,11 +16,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from {{ cookiecutter.__package }} import ConfigError
-from {{ cookiecutter.__package }}.callbacks import run_dir
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule
 from {{ cookiecutter.__package }}.judge import Judge
 {%- endif %}
+from {{ cookiecutter.__package }}.runs import run_dir
 from {{ cookiecutter.__package }}.serve.app import create_app
 from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 from {{ cookiecutter.__package }}.tasks.gan import GAN, upsampling_levels
@@ -120,7 +120,7 @@ def test_the_judges_measures_mean_what_they_say(trained, fake_mnist):
 
 
 def test_a_judged_gan_logs_the_measures_and_keeps_its_best_images(trained, run_cli):
-    judge = ["--model.judge", str(trained("mnist_cnn"))]
+    judge = ["--judge", str(trained("mnist_cnn"))]
     fit = run_cli("fit", "gan", *ONE_EPOCH, *judge)
     measures = ("confident_share", "class_entropy", "classifier_fid", "real_vs_real_fid")
     assert all(math.isfinite(fit.trainer.callback_metrics[f"val_{name}"]) for name in measures)

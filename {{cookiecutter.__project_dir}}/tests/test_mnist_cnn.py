@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from {{ cookiecutter.__package }} import ConfigError
-from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule
+from {{ cookiecutter.__package }}.runs import run_dir
 from {{ cookiecutter.__package }}.tasks.mnist_cnn import MNISTClassifier
 
 

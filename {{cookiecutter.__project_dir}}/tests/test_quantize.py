@@ -13,24 +13,27 @@ import torch
 from conftest import PROJECT_ROOT, QUICKEST, TASKS
 
 from {{ cookiecutter.__package }}.artifacts import load, load_checkpoint, load_int8, read_metadata
-from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.int8 import Int8Embedding
+from {{ cookiecutter.__package }}.runs import run_dir
 
 PACKAGE = "{{ cookiecutter.__package }}"
 LIMITS = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
 
 
-def assert_int8_written(folder, printed: str) -> dict:
+def assert_int8_written(folder, printed: str) -> dict[str, dict[str, float]]:
+    """The int8 file and its metadata, with the test scores of the float and the int8 model ({} when the task has
+    none to give: a generator); returns those scores."""
     metadata = json.loads((folder / "metadata.json").read_text())
-    scores = metadata["int8"]
-    assert scores["scheme"]["model_int8.pt"].startswith("int8 weights (torchao")  # export writes the same shape
+    assert metadata["int8"]["scheme"]["model_int8.pt"].startswith("int8 weights (torchao")  # as export writes it
+    assert 0 <= metadata["int8"]["holds"]["model_int8.pt"]["int8_share"] <= 1
     assert load(folder / "model_int8.pt").kind == "int8"
-    if "not scored on the test split, which this model does not read" in printed:  # a generator: nothing to score
-        return scores
-    (name,) = {key.split("_", 1)[1] for key in scores if key.startswith("float32_")}
-    before, after = scores[f"float32_{name}"], scores[f"int8_{name}"]
-    assert f"{name} on the test split: float32 {before:.4f}, int8 {after:.4f}" in printed
+    scores = metadata["test_scores"]
+    if not scores:
+        assert "not scored on the test split" in printed
+    for metric, before in scores.get("eager", {}).items():
+        after = scores["model_int8.pt"][metric]
+        assert f"{metric} on the test split: eager {before:.4f}, model_int8.pt {after:.4f}" in printed
     return scores
 
 
@@ -38,8 +41,8 @@ def assert_int8_written(folder, printed: str) -> dict:
 def test_post_training_quantization_from_the_fit_command_line(run_cli, capsys, task):
     cli = run_cli("fit", task, *LIMITS, f"--trainer.callbacks+={PACKAGE}.quantize.PostTrainingQuantization")
     scores = assert_int8_written(run_dir(cli.trainer), capsys.readouterr().out)
-    if "float32_test_acc" in scores:  # int8 weights cost a classifier at most a point here
-        assert scores["int8_test_acc"] >= scores["float32_test_acc"] - 0.01
+    if "test_acc" in scores.get("eager", {}):  # int8 weights cost a classifier at most a point here
+        assert scores["model_int8.pt"]["test_acc"] >= scores["eager"]["test_acc"] - 0.01
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -59,7 +62,11 @@ def test_int8_model_holds_int8_weights_and_loads_without_unpickling(trained, tmp
     export(float_model, tmp_path, formats=("onnx",), quantize="int8")
     int8 = load_int8(tmp_path / "model_int8.pt", read_metadata(tmp_path / "model_int8.pt"))  # weights_only=True
     linear = [m for m in int8.modules() if type(m) is torch.nn.Linear]
-    assert linear and all(type(m.weight).__name__ == "Int8Tensor" for m in linear)
+    assert all(type(m.weight).__name__ == "Int8Tensor" for m in linear)
+    # What the file holds is said: no int8 share for a model without linear layers or embeddings.
+    holds = read_metadata(tmp_path / "model_int8.pt")["int8"]["holds"]["model_int8.pt"]
+    has_int8 = bool(linear) or any(isinstance(m, Int8Embedding) for m in int8.modules())
+    assert (holds["int8_share"] > 0) == has_int8
     embeddings = [m for m in int8.modules() if isinstance(m, Int8Embedding)]
     assert all(m.weight_int8.dtype == torch.int8 for m in embeddings)
     assert not any(isinstance(m, torch.nn.Embedding) for m in int8.modules())
@@ -101,7 +108,10 @@ def test_int8_onnx_runs_int8_kernels_and_scores_like_the_float_model(trained, tm
     left_float = weight_bytes(int8_graph, {onnx.TensorProto.FLOAT})
     if float_bytes > 50_000:  # every large weight is int8: a quarter of its float bytes, scales aside
         assert int8_bytes > 0.2 * float_bytes and left_float < 0.1 * float_bytes, (int8_bytes, left_float, float_bytes)
-    scores = json.loads((tmp_path / "metadata.json").read_text())["int8"]
-    assert scores["scheme"]["model_int8.onnx"].startswith("ONNX Runtime int8")
-    if "float32_test_acc" in scores:
-        assert scores["int8_onnx_test_acc"] >= scores["float32_test_acc"] - 0.02
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["int8"]["scheme"]["model_int8.onnx"].startswith("ONNX Runtime int8")
+    if float_bytes > 50_000:
+        assert metadata["int8"]["holds"]["model_int8.onnx"]["int8_share"] > 0.9
+    scores = metadata["test_scores"]
+    if "test_acc" in scores.get("eager", {}):
+        assert scores["model_int8.onnx"]["test_acc"] >= scores["eager"]["test_acc"] - 0.02

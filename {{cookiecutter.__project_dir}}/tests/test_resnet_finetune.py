@@ -1,12 +1,18 @@
 """ResNet fine-tuning: torchvision weights from the hub cache with no network (and one clear line without them),
-weights from a file, the frozen phase that changes nothing in the backbone, and the image folder's options."""
+weights from a file, the frozen phase that changes nothing in the backbone and the next one that trains it (in
+every DDP process alike), and the image folder's options."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import urllib.error
 
 import pytest
 import torch
+from conftest import cli_args, launch_env
+from lightning.pytorch.callbacks import BaseFinetuning
+from rank_probe import read_probes
 
 from {{ cookiecutter.__package }} import ConfigError
 from {{ cookiecutter.__package }}.data.images import ImageFolderDataModule
@@ -47,13 +53,32 @@ def test_a_checkpoint_of_this_project_is_a_source_of_weights(trained):
 
 
 def test_the_frozen_phase_changes_nothing_in_the_backbone_and_the_next_one_does(run_cli, hub_weights):
-    frozen = run_cli("fit", "resnet_finetune", *SHORT, "--model.freeze_epochs", "1").model.model.state_dict()
+    cli = run_cli("fit", "resnet_finetune", *SHORT, "--model.freeze_epochs", "1")
+    assert any(isinstance(c, BaseFinetuning) for c in cli.trainer.callbacks)  # the task brings it, with no flag
+    frozen = cli.model.model.state_dict()
     for name, tensor in hub_weights.items():
         if not name.startswith("fc."):  # weights and batch-norm statistics alike, bit for bit
             assert torch.equal(frozen[name], tensor), name
-    unfrozen = run_cli("fit", "resnet_finetune", *SHORT, "--model.freeze_epochs", "0").model.model.state_dict()
+    two_epochs = ["--trainer.max_epochs", "2", "--model.freeze_epochs", "1"]  # the second one unfrozen
+    unfrozen = run_cli("fit", "resnet_finetune", *SHORT, *two_epochs).model.model.state_dict()
     assert not torch.equal(unfrozen["layer1.0.conv1.weight"], hub_weights["layer1.0.conv1.weight"])
     assert not torch.equal(unfrozen["bn1.running_mean"], hub_weights["bn1.running_mean"])
+
+
+@pytest.mark.slow
+def test_the_unfrozen_backbone_trains_alike_in_every_ddp_process(workdir, data_args, hub_weights):
+    """DDP averages the gradients of the parameters that needed one when it wrapped the model, so the backbone is
+    frozen after that: once unfrozen, its gradients are averaged too, and the processes keep one model."""
+    ddp = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
+    args = cli_args("fit", "resnet_finetune", data_args, *ddp, *SHORT, "--trainer.max_epochs", "2")
+    command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *args, "--trainer.callbacks+=rank_probe.RankProbe"]
+    done = subprocess.run(command, cwd=workdir, env=launch_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first, second = (probe["weights"] for probe in read_probes(workdir))
+    assert not torch.equal(first["model.layer1.0.conv1.weight"], hub_weights["layer1.0.conv1.weight"])  # it trained
+    for name, tensor in first.items():
+        if tensor.is_floating_point() and "running_" not in name:  # batch-norm statistics stay each process's own
+            torch.testing.assert_close(second[name], tensor, msg=f"{name} differs across processes")
 
 
 def test_channels_last_trains(run_cli):

@@ -31,6 +31,7 @@ from pydantic import Field
 from {{ cookiecutter.__package }}.artifacts import Trained, load_checkpoint, load_int8, onnx_predict, read_metadata, torch_predict
 from {{ cookiecutter.__package }}.data.codec import Codec, Request
 from {{ cookiecutter.__package }}.export import export
+from {{ cookiecutter.__package }}.outputs import Outputs
 from {{ cookiecutter.__package }}.serve.app import create_app
 from {{ cookiecutter.__package }}.serve.app import main as serve_main
 from {{ cookiecutter.__package }}.serve.settings import ServeSettings
@@ -85,16 +86,32 @@ def test_served_prediction_equals_predict_step(artifacts, task, kind):
     assert (served_file["artifact"], served_file["kind"]) == (path.name, kind)  # int8 ONNX is not reported as ONNX
     served = response.json()["predictions"]
     assert len(served) == len(inputs[0])
-    for i, row in enumerate(served):
-        if "probability" in expected:  # a classifier: the same class, with the same probability
-            assert row["prediction"] == expected["prediction"][i].item()
-            assert row["probability"] == pytest.approx(expected["probability"][i].item(), abs=1e-5)
-            assert row["label"] == trained.metadata["labels"][row["prediction"]]
-        elif "image" in expected:  # a generator: the same picture, each pixel within float rounding of 1/255
-            pixels = np.array(Image.open(io.BytesIO(base64.b64decode(row["image_png"]))), dtype=float) / 255
-            assert np.abs(pixels - expected["image"][i, 0].numpy()).max() <= 1 / 255 + 1e-6
-        else:
-            assert row["prediction"] == pytest.approx(expected["prediction"][i].item(), abs=1e-5)
+    assert_same_answers(served, type(trained.model).outputs.answers(expected, trained.codec.labels))
+
+
+def assert_same_answers(served, expected) -> None:
+    """Answers equal as JSON: numbers within float rounding (1e-5), images (base64 PNG) pixel for pixel within
+    float rounding of 1/255, everything else exactly."""
+    if isinstance(expected, dict):
+        assert served.keys() == expected.keys()
+        for key, value in expected.items():
+            if key.endswith("_png"):
+                ours, theirs = (pixels_of(png) for png in (served[key], value))
+                assert np.abs(ours - theirs).max() <= 1 + 1e-6, key
+            else:
+                assert_same_answers(served[key], value)
+    elif isinstance(expected, list):
+        assert len(served) == len(expected)
+        for ours, theirs in zip(served, expected, strict=True):
+            assert_same_answers(ours, theirs)
+    elif isinstance(expected, float):
+        assert served == pytest.approx(expected, abs=1e-5)
+    else:
+        assert served == expected
+
+
+def pixels_of(png: str) -> np.ndarray:
+    return np.array(Image.open(io.BytesIO(base64.b64decode(png))), dtype=float)
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -122,8 +139,7 @@ def test_one_input_and_a_batch_answer_alike(artifacts, task):
         batch = client.post("/predict", json=body).json()["predictions"]
         singles = [client.post("/predict", json={field: one}).json()["predictions"] for one in examples]
     assert [len(single) for single in singles] == [1, 1]
-    for row, (single,) in zip(batch, singles, strict=True):
-        assert row["prediction"] == pytest.approx(single["prediction"], abs=1e-5)
+    assert_same_answers(batch, [single for (single,) in singles])
 
 
 def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(artifacts):
@@ -143,7 +159,7 @@ def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(a
         responses = asyncio.run(send_all())
     assert all(r.status_code == 200 for r in responses)
     for i, response in enumerate(responses):
-        assert response.json()["predictions"][0]["prediction"] == pytest.approx(alone[i % 2]["prediction"], abs=1e-5)
+        assert_same_answers(response.json()["predictions"][0], alone[i % 2])
     assert max(app.state.service.batcher.batch_sizes) > 1, "concurrent requests were never batched together"
 
 
@@ -451,7 +467,13 @@ class NoiseCodec(Codec):
         generators = (torch.Generator().manual_seed(seed * 1000 + i) for seed, i in items)
         return (torch.stack([torch.randn(8, generator=g) for g in generators]),)
 
-    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict]:
+
+class PNGOutputs(Outputs):
+    """A generator's kind of output as a later task would write it: each image as a PNG file."""
+
+    answers_files = True
+
+    def answers(self, outputs: dict[str, torch.Tensor], labels: list[str] | None) -> list[dict]:
         pngs = []
         for image in outputs["image"]:
             buffer = io.BytesIO()
@@ -461,6 +483,8 @@ class NoiseCodec(Codec):
 
 
 class TinyGenerator(torch.nn.Module):
+    outputs = PNGOutputs()
+
     def __init__(self) -> None:
         super().__init__()
         self.layer = torch.nn.Linear(8, 64)
@@ -469,11 +493,14 @@ class TinyGenerator(torch.nn.Module):
         return {"image": torch.sigmoid(self.layer(noise)).view(-1, 1, 8, 8)}
 
 
+TINY_GAN = {"task": "tiny_gan", "model_class": f"{__name__}.TinyGenerator", "model_version": "v1"}
+
+
 def test_a_generator_plugs_in_through_its_codec_and_answers_png_images(tmp_path):
-    """A later task (a GAN: seed and count in, PNG out) needs nothing from the server but its codec."""
+    """A later task (a GAN: seed and count in, PNG out) needs nothing from the server but its codec (what a request
+    is) and its kind of output (what an answer is)."""
     generator = TinyGenerator().eval()
-    metadata = {"task": "tiny_gan", "model_class": "tests.TinyGenerator", "model_version": "v1"}
-    trained = Trained(torch_predict(generator), NoiseCodec(), metadata, tmp_path / "tiny.ckpt", "checkpoint")
+    trained = Trained(torch_predict(generator), NoiseCodec(), TINY_GAN, tmp_path / "tiny.ckpt", "checkpoint")
     with TestClient(create_app(ServeSettings(model=trained.path), trained)) as client:
         first = client.post("/predict", json={"seed": 7, "count": 3})
         again = client.post("/predict", json={"seed": 7, "count": 3}).json()["predictions"]
@@ -495,8 +522,7 @@ def test_an_answer_that_is_not_a_finite_number_gets_422_not_500(tmp_path):
     def overflowing(noise: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"image": torch.full((len(noise), 1, 8, 8), float("nan"))}
 
-    metadata = {"task": "tiny_gan", "model_class": "tests.TinyGenerator", "model_version": "v1"}
-    trained = Trained(overflowing, NoiseCodec(), metadata, tmp_path / "tiny.ckpt", "checkpoint")
+    trained = Trained(overflowing, NoiseCodec(), TINY_GAN, tmp_path / "tiny.ckpt", "checkpoint")
     with TestClient(create_app(ServeSettings(model=trained.path), trained)) as client:
         response = client.post("/predict", json={"seed": 7})
     assert response.status_code == 422 and "'image' for these inputs is not a finite number" in response.json()["error"]

@@ -11,8 +11,8 @@ import torch
 from conftest import CONFIGS, REVIEWS
 
 from {{ cookiecutter.__package }} import ConfigError
-from {{ cookiecutter.__package }}.callbacks import run_dir
 from {{ cookiecutter.__package }}.data.text import TextDataModule
+from {{ cookiecutter.__package }}.runs import run_dir
 
 TEXT_TASKS = [config.stem for config in CONFIGS if "TextDataModule" in config.read_text()]
 OTHER_TASKS = [config.stem for config in CONFIGS if config.stem not in TEXT_TASKS]

@@ -1,5 +1,5 @@
-"""Trained files, in one place: finding a run's checkpoint, loading any file that `fit` or `export` wrote,
-and describing it in `metadata.json`.
+"""Trained files, in one place: loading any file that `fit` or `export` wrote, predicting with it, and
+describing it in `metadata.json` (where runs and their files live is runs.py's).
 
     checkpoints/*.ckpt  fit: the weights, the model's and data module's class paths and arguments (LightningCLI
                         saves them as hyperparameters), and the codec (the data module's state)
@@ -19,67 +19,27 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
-import yaml
 
 from . import ConfigError
 from .data.base import SplitDataModule
 from .data.codec import Codec
 from .int8 import quantize_int8
+from .outputs import Outputs
+from .runs import task_name
 from .task import Task
 
-RUNS_DIR = "runs"
 METADATA = "metadata.json"
 SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "int8", ".pt2": "pt2"}
 
 Predict = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
-
-
-def task_name(model_class_path: str) -> str:
-    """`pkg.tasks.mnist_cnn.MNISTClassifier` -> `mnist_cnn`: one task per file under tasks/."""
-    return model_class_path.rsplit(".", 2)[-2]
-
-
-def find_checkpoint(
-    model_class_path: str, which: Literal["best", "last"], data: dict[str, Any] | None = None, runs_dir: str = RUNS_DIR
-) -> Path:
-    """The newest `<which>.ckpt` under runs_dir of a run of this model on this data: `--ckpt_path best|last`.
-
-    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained on which data,
-    so this works whatever folder layout the logger chose. The data matches when it is the same data module
-    reading the same dataset (its `dataset` argument, where it has one): `test` of a Fashion-MNIST config does
-    not pick a model trained on MNIST. The choice is printed.
-    """
-
-    def same_data(theirs: dict[str, Any]) -> bool:
-        if data is None:
-            return True
-        ours_args, their_args = data.get("init_args") or {}, theirs.get("init_args") or {}
-        same_dataset = "dataset" not in ours_args or ours_args.get("dataset") == their_args.get("dataset")
-        return theirs.get("class_path") == data.get("class_path") and same_dataset
-
-    found = []
-    for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt"):
-        config_file = ckpt.parent.parent / "config.yaml"
-        config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-        if config.get("model", {}).get("class_path") == model_class_path and same_data(config.get("data", {})):
-            found.append(ckpt)
-    if not found:
-        task = task_name(model_class_path)
-        raise ConfigError(
-            f"--ckpt_path {which}: no run of {task} on this data under {runs_dir}/ has checkpoints/{which}.ckpt; "
-            f"train first with `fit --config configs/{task}.yaml`, or pass the path of a .ckpt file"
-        )
-    chosen = max(found, key=lambda p: p.stat().st_mtime)
-    print(f"--ckpt_path {which}: {chosen}", file=sys.stderr, flush=True)
-    return chosen
 
 
 def import_class(class_path: str) -> Any:
@@ -117,7 +77,8 @@ class Checkpoint:
 
 @dataclass
 class Trained:
-    """Any trained file, ready to serve: `predict` maps the codec's input tensors to the task's outputs."""
+    """Any trained file, ready to serve: `predict` maps the codec's input tensors to the task's outputs, and
+    `answers` those outputs to JSON, as the task's kind of output says."""
 
     predict: Predict
     codec: Codec
@@ -128,6 +89,15 @@ class Trained:
     @property
     def version(self) -> str:
         return self.metadata["model_version"]
+
+    @cached_property
+    def outputs(self) -> Outputs:
+        """The task's kind of output (its class declares it: no model is built to read it)."""
+        return import_class(self.metadata["model_class"]).outputs
+
+    def answers(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
+        """A batch of `predict` outputs -> one JSON object per input."""
+        return self.outputs.answers(outputs, self.codec.labels)
 
 
 def describe(checkpoint: dict[str, Any], codec: Codec, data: dict[str, Any], path: Path) -> dict[str, Any]:

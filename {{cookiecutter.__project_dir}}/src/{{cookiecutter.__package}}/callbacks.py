@@ -6,7 +6,6 @@ a classifier's `test_confusion_matrix()` becomes a picture, and the data's label
 
 from __future__ import annotations
 
-import csv
 import random
 import shutil
 import time
@@ -25,16 +24,8 @@ from PIL import Image
 from . import ConfigError
 from .data.base import data_module_of
 from .plots import image_grid, plot_confusion_matrix, plot_learning_curves, save_png
+from .runs import run_dir
 from .task import Task
-
-
-def run_dir(trainer: Trainer) -> Path:
-    """The folder of this run: `<save_dir>/<name>/<version>`, the parent of ModelCheckpoint's `checkpoints/`."""
-    if not trainer.loggers:
-        return Path(trainer.default_root_dir)
-    logger = trainer.loggers[0]
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return Path(logger.save_dir or trainer.default_root_dir, str(logger.name), version)
 
 
 def data_labels(trainer: Trainer) -> list[str] | None:
@@ -179,55 +170,25 @@ class ConfusionMatrixPlot(Callback):
 
 
 class PredictionWriter(BasePredictionWriter):
-    """Writes what `predict_step` returns (a dict of equal-length tensors) to `predictions.csv` in the run folder.
-
-    A `label` column names each prediction when the data module has `labels`. When it classified raw
-    texts (`predict --text ...`), the text leads each row, and the rows are printed as well. Images (an
-    `image` output, as a generator's) become `predictions/<index>.png` and `predictions/grid.png` instead.
-    """
+    """Writes what `predict_step` returns (a dict of tensors, batch first) into the run folder, as the task's kind
+    of output says (`Task.outputs`: `predictions.csv`, or image files under `predictions/`, ...). The data's labels
+    name the classes, and texts given with `predict --text` lead their rows."""
 
     def __init__(self) -> None:
         super().__init__(write_interval="epoch")
+        self.written: list[Path] = []  # the files of the last `predict`
 
     def write_on_epoch_end(self, trainer: Trainer, pl_module: LightningModule, predictions, batch_indices) -> None:
-        if not predictions:
+        self.written = []
+        if not predictions or not isinstance(pl_module, Task):
             return
         suffix = f"_rank{trainer.global_rank}" if trainer.world_size > 1 else ""
-        if "image" in predictions[0]:  # a generator's pictures: PNG files, not columns of pixel values
-            write_images(torch.cat([p["image"] for p in predictions]), run_dir(trainer) / f"predictions{suffix}")
-            return
-        columns = {key: torch.cat([p[key].reshape(len(p[key]), -1) for p in predictions]) for key in predictions[0]}
-        header, values = [], []
-        for key, column in columns.items():  # a (N, k) tensor becomes k columns key_0 .. key_{k-1}
-            for i in range(column.shape[1]):
-                header.append(f"{key}_{i}" if column.shape[1] > 1 else key)
-                values.append([round(v, 6) if isinstance(v, float) else v for v in column[:, i].tolist()])
-        rows = [list(row) for row in zip(*values, strict=True)]
-        labels = data_labels(trainer)
-        if labels and "prediction" in columns:
-            header.append("label")
-            predicted = columns["prediction"].flatten().tolist()
-            rows = [[*row, labels[index]] for row, index in zip(rows, predicted, strict=True)]
+        outputs = {key: torch.cat([p[key] for p in predictions]) for key in predictions[0]}
         datamodule = data_module_of(trainer)
-        texts = datamodule.shown_inputs() if datamodule else None
-        if texts and trainer.world_size == 1:  # under DDP each rank holds a share of the texts
-            header.insert(0, "text")
-            rows = [[text, *row] for text, row in zip(texts, rows, strict=False)]  # limit_predict_batches: fewer rows
-            print_text_predictions(header, rows)
-        path = run_dir(trainer) / f"predictions{suffix}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(header)
-            writer.writerows(rows)
-
-
-def write_images(images: torch.Tensor, folder: Path) -> None:
-    """(N, C, H, W) images in [0, 1] -> folder/0000.png, 0001.png, ... and folder/grid.png, and says so."""
-    for index, image in enumerate(images):
-        save_png(image, folder / f"{index:04d}.png")
-    save_png(image_grid(images), folder / "grid.png")
-    print(f"\n{len(images)} images in {folder}: 0000.png .. {len(images) - 1:04d}.png, and grid.png", flush=True)
+        # Under DDP each rank holds a share of the inputs, and the texts are not split with them.
+        inputs = datamodule.shown_inputs() if datamodule and trainer.world_size == 1 else None
+        stem = run_dir(trainer) / f"predictions{suffix}"
+        self.written = pl_module.outputs.write(outputs, stem, data_labels(trainer), inputs)
 
 
 class ImageSamples(Callback):
@@ -254,15 +215,6 @@ def log_image(trainer: Trainer, key: str, path: Path) -> None:
             logger.log_image(key, images=[str(path)], step=trainer.global_step)
         elif isinstance(logger, MLFlowLogger) and logger.run_id:
             logger.experiment.log_artifact(logger.run_id, str(path), artifact_path=key)
-
-
-def print_text_predictions(header: list[str], rows: list[list]) -> None:
-    """One line per text: label, probability of that label, the text (cut to 80 characters)."""
-    text, label, probability = header.index("text"), header.index("label"), header.index("probability")
-    print(f"\n{'label':<12} {'probability':>11}  text")
-    for row in rows:
-        shown = row[text] if len(row[text]) <= 80 else row[text][:77] + "..."
-        print(f"{row[label]:<12} {row[probability]:>11.3f}  {shown}")
 
 
 class StepTimer(Callback):

@@ -30,7 +30,6 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from . import ConfigError
-from .artifacts import RUNS_DIR, find_checkpoint, task_name
 from .callbacks import (
     ConfusionMatrixPlot,
     ImageSamples,
@@ -40,12 +39,15 @@ from .callbacks import (
     RandomState,
     SameBuffersOnEveryRank,
     SaveConfigToRunDir,
-    run_dir,
     user_error,
 )
 from .data.base import SplitDataModule
 from .hardware import check_hardware
-from .task import Task
+{%- if cookiecutter.include_gan == "yes" %}
+from .judge import ImageJudge
+{%- endif %}
+from .runs import RUNS_DIR, find_checkpoint, run_dir, task_name
+from .task import BestCheckpoint, Task
 
 # Lightning 2.6 calls a torch.utils._pytree API that newer torch deprecates; nothing a user can act on.
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
@@ -94,6 +96,15 @@ class RoadmapCLI(LightningCLI):
         for name in LINKED_FROM_DATA:
             parser.link_arguments(f"data.{name}", f"model.init_args.{name}", apply_on="instantiate")
         parser.add_argument("--compile", type=bool, default=False, help="Run the model through torch.compile.")
+{%- if cookiecutter.include_gan == "yes" %}
+        parser.add_argument(
+            "--judge",
+            type=str | None,
+            default=None,
+            help="A classifier checkpoint that measures the images a generator draws, at validation and test "
+            "(judge.py); best.ckpt then keeps the lowest val_classifier_fid.",
+        )
+{%- endif %}
         # Raw text for the text tasks' `predict`; they become the data module's predict_texts / predict_file.
         # No `type` on --text: with one, jsonargparse turns the list into its repr when --ckpt_path re-parses.
         parser.add_argument("--text", action="append", help="predict: a text to classify (repeat for more)")
@@ -126,7 +137,15 @@ class RoadmapCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         assert isinstance(self.model, Task) and self.subcommand is not None  # the parser accepts Task subclasses only
         config = self.config[self.subcommand]
-        self.trainer_defaults["callbacks"] = default_callbacks(config.trainer, self.subcommand, self.model)
+        given: list[Callback] = []  # what this run was given beside the defaults
+        best: BestCheckpoint | None = None
+{%- if cookiecutter.include_gan == "yes" %}
+        if config.judge:  # a run given a judge keeps, as best.ckpt, the epoch whose images it rated best
+            judge = ImageJudge(config.judge)
+            given, best = [judge], judge.best_checkpoint
+{%- endif %}
+        defaults = default_callbacks(config.trainer, self.subcommand, self.model, best)
+        self.trainer_defaults["callbacks"] = defaults + given
         if self.model.partial_backward and config.trainer.strategy == "ddp":
             print_note(
                 "--trainer.strategy ddp: each of this task's optimizers trains part of it; running ddp that "
@@ -184,8 +203,11 @@ def drop_unaccepted_hparams(model: LightningModule) -> None:
         initial.pop(name, None)
 
 
-def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[Callback]:
+def default_callbacks(
+    trainer: Namespace, subcommand: str, task: Task, best: BestCheckpoint | None = None
+) -> list[Callback]:
     """What every run gets; `--trainer.enable_checkpointing false` and `--trainer.enable_progress_bar false` hold.
+    `best`: the metric that picks best.ckpt, when the run's own callbacks measure it (default: the task's).
 
     `--trainer.fast_dev_run` writes no files, as Lightning promises (its ModelCheckpoint would still save last.ckpt).
     """
@@ -198,7 +220,7 @@ def default_callbacks(trainer: Namespace, subcommand: str, task: Task) -> list[C
         # (metric, "min" | "max") pair: highest val_acc for classifiers, else lowest val_loss.
         # Last is a second checkpoint without a monitor: since Lightning 2.6, `save_last=True` rewrites last.ckpt
         # only when the best one changes, so it would hold the best epoch, and `--ckpt_path last` would resume there.
-        monitor, mode = task.best_checkpoint
+        monitor, mode = best or task.best_checkpoint
         callbacks.append(ModelCheckpoint(monitor=monitor, mode=mode, filename="best"))
         callbacks.append(ModelCheckpoint(filename="last"))
     if trainer.enable_progress_bar is not False:

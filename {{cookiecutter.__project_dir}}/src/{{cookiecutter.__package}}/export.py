@@ -15,8 +15,12 @@ makes of a request (the same preprocessing as training), with a dynamic batch ax
     metadata.json   task, labels, inputs and outputs, and the codec (the preprocessing, the tokenizer
                     included), so that a server needs nothing else
 
-Each file is checked on the codec's example request against the eager model, and the largest
-difference is printed. Files are written to a temporary folder first and moved into place at the end.
+Each file is checked against the eager model on the codec's example request and on a few test batches
+(inputs like the ones the model is for), and the largest difference is printed; each is then scored on
+the test split with the task's own scores (accuracy, MSE, ...; none for a generator), and both go into
+metadata.json (`max_abs_difference_vs_eager`, `test_scores`), with what each int8 file really holds
+(`int8.holds`: the share of the weights in int8, and the layers left float32). Files are written to a
+temporary folder first and moved into place at the end.
 """
 
 from __future__ import annotations
@@ -38,20 +42,24 @@ from torch import nn
 from . import ConfigError
 from .artifacts import (
     Checkpoint,
-    find_checkpoint,
+    Predict,
     load_checkpoint,
     onnx_predict,
     program_predict,
     torch_predict,
     write_metadata,
 )
-from .int8 import ONNX_SCHEME, SCHEME, quantize_onnx
-from .quantize import calibration_batches, compare_on_test, save_int8
+from .data.base import SplitDataModule
+from .int8 import ONNX_SCHEME, onnx_weight_share, quantize_onnx
+from .quantize import calibration_batches, int8_description, save_int8
+from .runs import export_dir, find_checkpoint
+from .scores import test_batches, test_scores
 from .task import Task
 
 Format = Literal["onnx", "pt2"]
 FORMATS: tuple[Format, ...] = ("onnx", "pt2")
 MAX_BATCH = 4096  # the exported batch axis allows 1 .. MAX_BATCH
+CHECK_BATCHES = 3  # test batches each written file is compared on, beside the example request
 
 
 class Prediction(nn.Module):
@@ -85,7 +93,10 @@ def export(
     """Write the requested files and metadata.json into `output`; return the metadata (with the checks)."""
     model = checkpoint.model
     inputs = checkpoint.codec.example_inputs()
-    checks = (inputs, tuple(t[:1] for t in inputs))  # the example batch, and a batch of one
+    datamodule = checkpoint.datamodule()  # the training data: the test split, and int8 calibration batches
+    batches = test_batches(model, datamodule)
+    # The example request, a batch of one, and a few test batches: inputs like the ones the model is for.
+    checks = [inputs, tuple(t[:1] for t in inputs), *(tuple(batch[:-1]) for batch in (batches or [])[:CHECK_BATCHES])]
     with torch.no_grad():
         eager = [model.predict(*batch) for batch in checks]  # what every written file must answer
     expected = eager[0]
@@ -106,6 +117,7 @@ def export(
         "outputs": list(expected),
         "max_abs_difference_vs_eager": {},
     }
+    files = {"eager": torch_predict(model)}  # each written file's predict, scored on the test split at the end
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}-") as tmp:
         staging = Path(tmp)
@@ -114,12 +126,17 @@ def export(
             exported = torch.export.export(program, inputs, dynamic_shapes=dynamic_shapes)
         if "pt2" in formats:
             torch.export.save(exported, staging / "model.pt2")
-            check(metadata, "model.pt2", checks, eager, program_predict(staging / "model.pt2", metadata))
+            files["model.pt2"] = program_predict(staging / "model.pt2", metadata)
         if "onnx" in formats:
             write_onnx(exported, staging / "model.onnx", names, list(expected), model)
-            check(metadata, "model.onnx", checks, eager, onnx_predict(staging / "model.onnx"))
+            files["model.onnx"] = onnx_predict(staging / "model.onnx")
         if quantize:
-            metadata["int8"] = write_int8_files(checkpoint, staging, formats, checks, eager, metadata)
+            metadata["int8"], int8_files = write_int8_files(checkpoint, staging, datamodule)
+            files |= int8_files
+        for name, predict in files.items():
+            if name != "eager":
+                check(metadata, name, checks, eager, predict)
+        metadata["test_scores"] = test_scores(files, model.outputs, batches)
         write_metadata(staging, metadata)
         output.mkdir(exist_ok=True)
         for path in staging.iterdir():
@@ -149,24 +166,25 @@ def write_onnx(
     onnx.save(model, path)
 
 
-def write_int8_files(checkpoint: Checkpoint, staging: Path, formats, checks, eager, metadata: dict) -> dict:
-    """model_int8.pt (torchao, for torch) and, beside model.onnx, model_int8.onnx (for ONNX Runtime); each checked
-    against the eager model, and both scored on the test split beside the float model."""
-    int8 = torch_predict(save_int8(checkpoint.model, staging / "model_int8.pt"))
-    check(metadata, "model_int8.pt", checks, eager, int8)
-    scored, schemes = {"int8": int8}, {"model_int8.pt": SCHEME}
-    datamodule = checkpoint.datamodule()  # the training data: calibration batches and the test split
-    if "onnx" in formats:
+def write_int8_files(
+    checkpoint: Checkpoint, staging: Path, datamodule: SplitDataModule
+) -> tuple[dict[str, Any], dict[str, Predict]]:
+    """model_int8.pt (torchao, for torch) and, beside model.onnx, model_int8.onnx (for ONNX Runtime): metadata.json's
+    `int8` (each file's scheme, and the share of the weights it really makes int8), and each file's predict."""
+    path = staging / "model_int8.pt"
+    files = {path.name: torch_predict(save_int8(checkpoint.model, path))}
+    description = int8_description(checkpoint.model, path)
+    if (staging / "model.onnx").exists():
         try:
             calibration = calibration_batches(checkpoint.codec, datamodule)
             quantize_onnx(staging / "model.onnx", staging / "model_int8.onnx", calibration)
         except (ConfigError, OSError) as err:  # static quantization needs training batches to calibrate on
             print(f"model_int8.onnx: not written, its calibration data cannot be read here: {err}", flush=True)
         else:
-            int8_onnx = onnx_predict(staging / "model_int8.onnx")
-            check(metadata, "model_int8.onnx", checks, eager, int8_onnx)
-            scored["int8_onnx"], schemes["model_int8.onnx"] = int8_onnx, ONNX_SCHEME
-    return {"scheme": schemes, **compare_on_test(checkpoint.model, scored, datamodule)}
+            files["model_int8.onnx"] = onnx_predict(staging / "model_int8.onnx")
+            description["scheme"]["model_int8.onnx"] = ONNX_SCHEME
+            description["holds"]["model_int8.onnx"] = onnx_weight_share(staging / "model_int8.onnx")
+    return description, files
 
 
 def check(metadata: dict, name: str, batches, eager: list[dict[str, torch.Tensor]], run: Callable) -> None:
@@ -179,7 +197,8 @@ def check(metadata: dict, name: str, batches, eager: list[dict[str, torch.Tensor
         raise RuntimeError(f"{name} gives outputs that are not finite where the eager model's are")
     metadata["max_abs_difference_vs_eager"][name] = worst
     shown = ", ".join(f"{key} {value:.2g}" for key, value in worst.items())
-    print(f"{name}: max |{name} - eager| on the example request and on one example: {shown}")
+    tests = f" and {len(batches) - 2} test batches" if len(batches) > 2 else ""
+    print(f"{name}: max |{name} - eager| on the example request, one example{tests}: {shown}")
 
 
 def parser() -> ArgumentParser:
@@ -191,7 +210,7 @@ def parser() -> ArgumentParser:
     parser.add_argument("--format", type=Format | list[Format], default=list(FORMATS), help="what to write")
     parser.add_argument("--quantize", type=Literal["int8"] | None, default=None, help="also write int8 models")
     # The other sections of a task's config (or of a run's config.yaml) are read for the model's class only.
-    for section in ("model", "data", "trainer", "seed_everything", "compile", "text", "text_file"):
+    for section in ("model", "data", "trainer", "seed_everything", "compile", "judge", "text", "text_file"):
         parser.add_argument(f"--{section}", type=Any, default=None, help=argparse.SUPPRESS)
     return parser
 
@@ -206,9 +225,15 @@ def main(argv: list[str]) -> None:
             )
         checkpoint_path = find_checkpoint(args.model["class_path"], args.ckpt_path, args.data)
     checkpoint = load_checkpoint(checkpoint_path)
-    output = args.output or checkpoint_path.resolve().parent.parent / "export"
+    output = args.output or export_dir(checkpoint_path)
     formats = tuple([args.format] if isinstance(args.format, str) else args.format)
-    export(checkpoint, output, formats, args.quantize)
+    metadata = export(checkpoint, output, formats, args.quantize)
     print(f"\nexport: {checkpoint.metadata['task']} from {checkpoint_path} into {output}")
+    holds = metadata.get("int8", {}).get("holds", {})
     for path in sorted(output.iterdir()):
-        print(f"  {path.name:16} {path.stat().st_size / 1024:10.1f} KiB")
+        note = ""
+        if path.name in holds:  # what an int8 file really holds: a convolution network's torchao file stays float32
+            note = f"  int8: {holds[path.name]['int8_share']:.0%} of the weights"
+            if holds[path.name].get("float32_layers"):
+                note += f" (float32: {', '.join(holds[path.name]['float32_layers'])})"
+        print(f"  {path.name:16} {path.stat().st_size / 1024:10.1f} KiB{note}")

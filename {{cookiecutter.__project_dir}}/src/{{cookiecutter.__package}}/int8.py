@@ -17,9 +17,10 @@ during it, or by `export`); `artifacts.py` loads the files.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -77,6 +78,37 @@ def is_linear(module: nn.Module, name: str) -> bool:
     # Attention's output projection (NonDynamicallyQuantizableLinear) stays float: MultiheadAttention reads its
     # weight directly, which an int8 tensor cannot stand in for.
     return type(module) is nn.Linear
+
+
+def weight_share(model: nn.Module) -> dict[str, Any]:
+    """What `quantize_int8` makes int8 of this float model: the share of its weight elements (matrices and
+    kernels: parameters of 2 dimensions or more) in layers it quantizes, and the kinds of layer left float32. A
+    model of convolutions only gets nothing: its `model_int8.pt` holds float32 weights under an int8 name."""
+    quantized = total = 0
+    left: set[str] = set()
+    for name, module in model.named_modules():
+        size = sum(p.numel() for p in module.parameters(recurse=False) if p.dim() >= 2)
+        total += size
+        if is_linear(module, name) or isinstance(module, nn.Embedding):
+            quantized += size
+        elif size:
+            left.add(type(module).__name__)
+    return {"int8_share": quantized / total if total else 0.0, "float32_layers": sorted(left)}
+
+
+def onnx_weight_share(path: Path) -> dict[str, Any]:
+    """The same for an ONNX file: the share of its weight elements (initializers of 2 dimensions or more) stored
+    as 8-bit integers."""
+    import onnx
+
+    quantized = total = 0
+    for initializer in onnx.load(str(path), load_external_data=False).graph.initializer:
+        if len(initializer.dims) < 2:
+            continue
+        size = math.prod(initializer.dims)
+        total += size
+        quantized += size if initializer.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) else 0
+    return {"int8_share": quantized / total if total else 0.0}
 
 
 def quantize_int8(model: M) -> M:

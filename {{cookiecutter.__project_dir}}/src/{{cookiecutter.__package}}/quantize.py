@@ -11,8 +11,8 @@ and `model_int8.onnx` (the exported graph with ONNX Runtime's int8 kernels: smal
 to serve on a CPU. Quantization-aware training inserts the same rounding into training (fake
 quantization of the weights), so the model learns weights that survive it; at the end of fit the
 fake-quantized layers become the int8 ones. Either callback writes `model_int8.pt` and `metadata.json`
-into the run folder and prints the test split's accuracy (or MSE) of the float and the int8 model side
-by side.
+into the run folder and prints the test split's scores (the task's: accuracy, MSE, ...) of the float and
+the int8 model side by side.
 """
 
 from __future__ import annotations
@@ -28,12 +28,12 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
-from . import ConfigError
-from .artifacts import Checkpoint, Predict, load_checkpoint, torch_predict, write_metadata
-from .callbacks import run_dir
+from .artifacts import Checkpoint, load_checkpoint, torch_predict, write_metadata
 from .data.base import SplitDataModule, data_module_of
 from .data.codec import Codec
-from .int8 import SCHEME, is_linear, quantize_int8
+from .int8 import SCHEME, is_linear, quantize_int8, weight_share
+from .runs import run_dir
+from .scores import test_batches, test_scores
 from .task import Task
 
 CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 16, 32
@@ -60,47 +60,21 @@ def calibration_batches(codec: Codec, datamodule: SplitDataModule) -> Iterator[t
     return (tuple(batch[:-1]) for batch in batches)  # (*inputs, target) -> inputs
 
 
-def score_on_test(predict: Predict, datamodule: SplitDataModule) -> tuple[str, float]:
-    """Accuracy on the test split for a classifier, mean squared error for regression."""
-    right = squared = count = 0.0
-    classifier = False
-    for *inputs, target in datamodule.test_dataloader():
-        outputs = predict(tuple(inputs))
-        prediction = outputs["prediction"]
-        classifier = "probability" in outputs
-        right += (prediction == target).sum().item()
-        squared += ((prediction.float() - target.float().reshape(prediction.shape)) ** 2).sum().item()
-        count += len(target)
-    return ("test_acc", right / count) if classifier else ("test_mse", squared / count)
-
-
-def compare_on_test(model: Task, quantized: dict[str, Predict], datamodule: SplitDataModule) -> dict[str, float]:
-    """The float and the quantized models scored on the test split, printed side by side; {} if the data is not
-    there, or if the model does not predict from it (a generator). `quantized` maps a name (`int8`,
-    `int8_onnx`) to the model's predict."""
-    if not model.reads_data():
-        print("int8: not scored on the test split, which this model does not read", flush=True)
-        return {}
-    try:
-        datamodule.setup("test")
-        name, before = score_on_test(torch_predict(model), datamodule)
-    except (ConfigError, OSError) as err:
-        print(f"int8: not scored, the test split cannot be read here: {err}", flush=True)
-        return {}
-    scores = {f"float32_{name}": before}
-    scores |= {f"{kind}_{name}": score_on_test(predict, datamodule)[1] for kind, predict in quantized.items()}
-    shown = ", ".join(f"{key.removesuffix('_' + name).replace('_', ' ')} {value:.4f}" for key, value in scores.items())
-    print(f"\n{name} on the test split: {shown}", flush=True)
-    return scores
+def int8_description(model: Task, path: Path) -> dict[str, Any]:
+    """metadata.json's `int8` for `model_int8.pt` (made from the float `model`): its scheme, and how much of the
+    model it really makes int8."""
+    return {"scheme": {path.name: SCHEME}, "holds": {path.name: weight_share(model)}}
 
 
 def write_int8(checkpoint: Checkpoint, folder: Path, datamodule: SplitDataModule) -> dict[str, Any]:
     """`model_int8.pt` and its `metadata.json` in `folder`, with the test scores of both models in the metadata."""
-    int8 = save_int8(checkpoint.model, folder / "model_int8.pt")
-    scores = compare_on_test(checkpoint.model, {"int8": torch_predict(int8)}, datamodule)
-    metadata = {**checkpoint.metadata, "int8": {"scheme": {"model_int8.pt": SCHEME}, **scores}}
+    path = folder / "model_int8.pt"
+    int8 = save_int8(checkpoint.model, path)
+    files = {"eager": torch_predict(checkpoint.model), path.name: torch_predict(int8)}
+    scores = test_scores(files, checkpoint.model.outputs, test_batches(checkpoint.model, datamodule))
+    metadata = {**checkpoint.metadata, "int8": int8_description(checkpoint.model, path), "test_scores": scores}
     write_metadata(folder, metadata)
-    print(f"int8 model: {folder / 'model_int8.pt'} (serve it with `serve --model` that path)", flush=True)
+    print(f"int8 model: {path} (serve it with `serve --model` that path)", flush=True)
     return metadata
 
 

@@ -4,6 +4,9 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 
 - `predict(*inputs)`: what a prediction is, as a dict of tensors (batch first). `predict`,
   the exported files and the server all answer this, so they agree by construction;
+- `outputs`: the kind of those tensors (outputs.py: a class and its probability, a number, an image, or a
+  kind of the task's own), which says how they become the server's answers and `predict`'s files, and how
+  `export` scores them on the test split;
 - `input_names`: the names of those inputs, in order (the exported graph's input names);
 - `best_checkpoint`: which metric picks `best.ckpt`, and whether lower or higher is better (`step`
   and `max` where nothing measures the model: best.ckpt is then the latest);
@@ -13,6 +16,8 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 - `_common_step(batch, stage)`: the loss and metrics of one batch, for train, val and test alike;
 - `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks);
 - `sample_images()`: pictures drawn every epoch, for a task that makes them (None for the others);
+- `generate(count)`: that many images drawn from fixed noise, for a task that makes them (None for the
+  others): what a judge of the pictures (judge.py, `--judge`) measures;
 - `partial_backward`: True when a backward pass leaves some weights without gradients (a GAN's two
   optimizers each train half of it), which DDP must be told to expect;
 - `variable_length`: True when the model reads token ids of any length (a pretrained Transformer), so
@@ -35,6 +40,7 @@ from lightning.pytorch.utilities.model_helpers import is_overridden
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from .data.codec import Codec
+from .outputs import Outputs
 
 if TYPE_CHECKING:
     import onnx  # export imports it; training never needs it
@@ -46,6 +52,7 @@ BestCheckpoint = tuple[str, Literal["min", "max"]]  # the metric that picks best
 class Task(LightningModule):
     best_checkpoint: BestCheckpoint = ("val_loss", "min")
     input_names: ClassVar[tuple[str, ...]] = ("x",)
+    outputs: ClassVar[Outputs] = Outputs()  # plain values in answers and CSV rows, no test score
     partial_backward: ClassVar[bool] = False
     variable_length: ClassVar[bool] = False
 
@@ -73,6 +80,10 @@ class Task(LightningModule):
 
     def sample_images(self) -> torch.Tensor | None:
         """Images (N, C, H, W) in [0, 1] drawn from fixed inputs, which callbacks.py saves every epoch; else None."""
+        return None
+
+    def generate(self, count: int) -> torch.Tensor | None:
+        """`count` images (count, C, H, W) in [0, 1], the same on every call, for a task that draws them; else None."""
         return None
 
     def training_step(self, batch: Any, batch_idx: int) -> STEP_OUTPUT:

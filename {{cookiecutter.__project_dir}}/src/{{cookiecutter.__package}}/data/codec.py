@@ -1,4 +1,4 @@
-"""A codec: the preprocessing of one kind of data, from a served request to tensors and from predictions to answers.
+"""A codec: the preprocessing of one kind of data, from a served request to the model's input tensors.
 
 Training and serving must read data the same way, or a served model answers differently from the
 one that was tested. So each kind of data (points, images, texts) has one small object that owns it:
@@ -6,8 +6,9 @@ one that was tested. So each kind of data (points, images, texts) has one small 
 - `request_model`: the body of POST /predict (a pydantic model), and `example_request`, a valid one;
 - `encode(items)`: a request's inputs -> the model's input tensors, with the normalisation or the
   tokenizer that training used; a ValueError says what is wrong with an input;
-- `decode(outputs)`: the model's predictions -> one JSON object per input;
 - `labels`: the class names, or None for regression.
+
+What the model's outputs become (answers, files, scores) is the task's to say, not the data's: outputs.py.
 
 A data module builds its codec and uses it in training; the codec is saved in every checkpoint and
 in `metadata.json` as `{"class_path": ..., "init_args": ...}`, so `export` and `serve` rebuild it
@@ -62,7 +63,6 @@ class Codec:
     file_field: ClassVar[str | None] = None  # the request field that takes files (base64): POST /predict/file fills it
     # The input the server's playground page (GET /) shows: number, pair, digit, image, text or generate; None: none.
     playground: ClassVar[str | None] = None
-    answers_files: ClassVar[bool] = False  # whether `decode` writes files (PNG images): the server does it in a thread
 
     labels: list[str] | None = None  # the class names, in the order of the class indices; None for regression
 
@@ -73,19 +73,6 @@ class Codec:
     def concatenate(self, parts: list[tuple[torch.Tensor, ...]]) -> tuple[torch.Tensor, ...]:
         """Several requests' inputs -> one batch (the server's micro-batches): each input concatenated on axis 0."""
         return tuple(torch.cat(tensors) for tensors in zip(*parts, strict=True))
-
-    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        """A batch of predictions (the task's `predict` outputs, batch first) -> one JSON object per input.
-
-        Each output's value, and for a class index its label's name; a codec whose answers are something
-        else (a generator's images, as PNG) overrides this.
-        """
-        columns = {name: tensor.tolist() for name, tensor in outputs.items()}
-        rows = [dict(zip(columns, values, strict=True)) for values in zip(*columns.values(), strict=True)]
-        if self.labels and "prediction" in columns:
-            for row in rows:
-                row["label"] = self.labels[row["prediction"]]
-        return rows
 
     def sample_inputs(self, count: int) -> tuple[torch.Tensor, ...] | None:
         """`count` valid model inputs made without data, where the codec can make them (a generator's noise), for

@@ -1,21 +1,19 @@
 """Random noise in, images out: the codec of a generator, which reads no data to make its pictures.
 
 A request names a seed and a count, `{"seed": 7, "count": 3}`; the inputs are `count` noise vectors
-drawn from that seed, one per image, and the answers are PNG files, base64-encoded. Image `i` of a seed
-is the same whatever the count, so `{"seed": 7, "count": 1}` answers the first image of
+drawn from that seed, one per image (the generator's images are answered as PNG files: outputs.ImageOutputs).
+Image `i` of a seed is the same whatever the count, so `{"seed": 7, "count": 1}` answers the first image of
 `{"seed": 7, "count": 3}`; `predict` writes the same images for the same seed, byte for byte.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 from typing import Annotated, Any
 
 import torch
 from pydantic import BeforeValidator, Field
 
-from ..plots import png_bytes
 from .codec import Codec, Request
 
 MAX_SEED = 2**31 - 1
@@ -55,19 +53,15 @@ def noise(seed: int, index: int, latent_dim: int) -> torch.Tensor:
 
 @dataclasses.dataclass(kw_only=True)
 class NoiseCodec(Codec):
-    """(seed, index) -> (N, latent_dim) noise; generated images (N, C, H, W) in [0, 1] -> PNG files, base64."""
+    """(seed, index) -> (N, latent_dim) noise."""
 
     request_model = NoiseRequest
     playground = "generate"
-    answers_files = True
     example_request = {"seed": 0, "count": 2}
     latent_dim: int
 
     def encode(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
         return (torch.stack([noise(seed, index, self.latent_dim) for seed, index in items]),)
-
-    def decode(self, outputs: dict[str, torch.Tensor]) -> list[dict[str, Any]]:
-        return [{"image_png": base64.b64encode(png_bytes(image)).decode()} for image in outputs["image"]]
 
     def sample_inputs(self, count: int) -> tuple[torch.Tensor, ...]:
         return self.encode([(0, index) for index in range(count)])  # the images of seed 0

@@ -31,6 +31,7 @@ from pydantic import Field, field_validator
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .. import ConfigError, require_positive
+from ..hub import unreachable
 from .base import SplitDataModule
 from .codec import Codec, Request
 
@@ -87,16 +88,6 @@ def pretrained_tokenizer(name: str, max_length: int) -> Tokenizer:
     tokenizer.enable_truncation(max_length)
     tokenizer.enable_padding(pad_id=loaded.pad_token_id or 0, pad_token=loaded.pad_token or PAD)
     return tokenizer
-
-
-def unreachable(name: str, option: str, err: Exception) -> str:
-    """One line for a pretrained model or tokenizer that cannot be had."""
-    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return (
-        f"{option} {name}: no such folder here, and the Hugging Face Hub does not have it or cannot be reached "
-        f"({reason}). Offline, save the model with save_pretrained (or `huggingface-cli download {name}`) into a "
-        "folder and pass its path, or set HF_HUB_OFFLINE=1 to read only the local cache"
-    )
 
 
 @dataclasses.dataclass(kw_only=True)

@@ -54,7 +54,8 @@ class Service:
         return body_bytes <= LIGHT_BODY_BYTES and not (file_field and getattr(body, file_field, None))
 
     async def predict(self, body: PredictRequest, body_bytes: int) -> list[dict[str, Any]]:
-        """The answers for a request's inputs: encoded by the codec, batched with other requests', decoded.
+        """The answers for a request's inputs: encoded by the codec, batched with other requests', answered as the
+        task's kind of output says (`Trained.answers`).
 
         A light request (`is_light`: numbers, pixel rows, a short text, a seed) is encoded and decoded here, on
         the event loop: two hops to a worker thread and back would cost more than the work, and under load
@@ -74,9 +75,9 @@ class Service:
             if values.is_floating_point() and not bool(values.isfinite().all()):
                 problem = f"the model's {name!r} for these inputs is not a finite number"
                 raise HTTPException(422, f"{problem}; send inputs closer to those it was trained on")
-        if light and not codec.answers_files:
-            return codec.decode(outputs)
-        return await run_in_threadpool(codec.decode, outputs)
+        if light and not self.trained.outputs.answers_files:
+            return self.trained.answers(outputs)
+        return await run_in_threadpool(self.trained.answers, outputs)
 
     async def answer(self, parse_body: Callable[[], PredictRequest], body_bytes: int) -> JSONResponse:
         """The predictions for the request body that `parse_body` reads and validates, `body_bytes` long."""

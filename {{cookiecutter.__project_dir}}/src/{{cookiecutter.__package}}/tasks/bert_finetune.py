@@ -6,7 +6,8 @@ weight trains on your labelled texts for a few epochs. The learning rate is smal
 times below a network trained from scratch): the pretrained weights are already good, and large steps
 would wash out what they know before the head has learnt anything. The rate warms up linearly over
 the first `warmup` share of the steps, while the new head's gradients are still large and random,
-then decays linearly to zero. Weight decay spares biases and LayerNorm weights, as in BERT's recipe.
+then decays linearly to zero. Weight decay spares biases and LayerNorm weights, as in BERT's recipe: here by
+shape (optim.py's `decay_groups`: matrices decay, vectors do not), which picks the same weights in any model.
 
 `pretrained` is a Hub name (downloaded once into the Hugging Face cache) or a folder written by
 `save_pretrained`; the data module reads text with the same model's tokenizer (`--data.tokenizer`, set
@@ -24,6 +25,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import nn
 from transformers import (
     AutoConfig,
@@ -34,7 +37,8 @@ from transformers import (
 
 from .. import ConfigError
 from ..classification import ClassificationTask
-from ..data.text import unreachable
+from ..hub import unreachable
+from ..optim import ParamGroup, decay_groups
 
 
 def pretrained_config(name: str, num_classes: int) -> dict[str, Any]:
@@ -58,12 +62,14 @@ class BertClassifier(ClassificationTask):
         lr: float = 2e-5,
         weight_decay: float = 0.01,
         warmup: float = 0.1,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         gradient_checkpointing: bool = False,
         architecture: dict[str, Any] | None = None,
     ) -> None:
         """`architecture`: the model's configuration (config.json), filled from `model` when not given; the
         checkpoint keeps it, so that a trained model is rebuilt without the Hub."""
-        super().__init__(num_classes, lr, weight_decay)
+        super().__init__(num_classes, lr, weight_decay, optimizer, scheduler)
         if not 0 <= warmup < 1:
             raise ConfigError(f"warmup is the share of steps that warm the learning rate up, in [0, 1); got {warmup}")
         self.save_hyperparameters()
@@ -99,14 +105,11 @@ class BertClassifier(ClassificationTask):
         dropout, classifier = (self.model.get_submodule(name) for name in ("dropout", "classifier"))
         return classifier(dropout(pooled))
 
-    def configure_optimizers(self) -> Any:
-        """AdamW, no weight decay on biases and LayerNorm weights; linear warm-up, then linear decay to 0."""
-        decayed: list[nn.Parameter] = []
-        not_decayed: list[nn.Parameter] = []
-        for name, parameter in self.model.named_parameters():
-            (not_decayed if name.endswith("bias") or "LayerNorm" in name else decayed).append(parameter)
-        groups = [{"params": decayed, "weight_decay": self.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=self.lr)
+    def parameter_groups(self) -> list[ParamGroup]:
+        """No weight decay on biases and LayerNorm weights: the vectors."""
+        return decay_groups(self)
+
+    def default_schedule(self, optimizer: torch.optim.Optimizer) -> LRSchedulerPLType | None:
+        """Linear warm-up over the first `warmup` share of the steps, then linear decay to 0."""
         total = int(self.trainer.estimated_stepping_batches)
-        schedule = get_linear_schedule_with_warmup(optimizer, int(self.warmup * total), total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return get_linear_schedule_with_warmup(optimizer, int(self.warmup * total), total)

@@ -6,7 +6,7 @@ learns to tell the training images from the generator's; the generator learns to
 thing it ever learns from is the discriminator's gradient. Neither loss falls steadily as in
 classification: they pull against each other, so the pictures, not the losses, show progress (each
 epoch writes `samples/epoch_<N>.png` from the same noise), and a trained classifier measures them
-(judge.py: `--model.judge` with an `mnist_cnn` checkpoint).
+(judge.py: `--judge` with an `mnist_cnn` checkpoint).
 
 DCGAN's recipe (Radford et al., 2016) keeps that game stable: transposed convolutions that double the
 image side at each step, batch norm, ReLU in the generator and LeakyReLU in the discriminator, weights
@@ -16,7 +16,7 @@ sets `automatic_optimization = False` and calls `manual_backward` and each optim
 
     python -m {{ cookiecutter.__package }} fit --config configs/gan.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/gan.yaml --ckpt_path best --model.sample_seed 7
-    python -m {{ cookiecutter.__package }} test --config configs/gan.yaml --ckpt_path best --model.judge <mnist_cnn best.ckpt>
+    python -m {{ cookiecutter.__package }} test --config configs/gan.yaml --ckpt_path best --judge <mnist_cnn best.ckpt>
 """
 
 from __future__ import annotations
@@ -31,10 +31,9 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, TensorDataset
 
 from .. import ConfigError, require_positive
-from ..data.base import data_module_of
 from ..data.codec import Codec
 from ..data.noise import NoiseCodec
-from ..judge import Judge
+from ..outputs import ImageOutputs
 from ..task import Task
 
 FIXED_NOISE = 64  # the images drawn every epoch, and the noise the validation losses are measured on
@@ -115,6 +114,7 @@ class Discriminator(nn.Module):
 
 class GAN(Task):
     input_names = ("noise",)
+    outputs = ImageOutputs()
     partial_backward = True  # the discriminator's step leaves the generator without gradients, and back
 
     def __init__(
@@ -126,19 +126,17 @@ class GAN(Task):
         betas: tuple[float, float] = (0.5, 0.999),
         real_label: float = 1.0,
         ema: float = 0.0,
-        judge: str | None = None,
         num_samples: int = 64,
         sample_seed: int = 0,
     ) -> None:
         """`real_label`: the discriminator's target for real images (0.9: one-sided label smoothing, which keeps it
         from growing over-confident). `ema`: draw with an exponential moving average of the generator's weights
         (decay per step, 0.999; 0: the generator itself), which smooths out the game's oscillation.
-        `judge`: a classifier checkpoint that scores the images at validation and test (judge.py);
         `num_samples` and `sample_seed`: what `predict` draws (the same seed gives the same images).
-        These three are options of a run, not of the model: they stay out of its checkpoint, whose saved
+        These two are options of a run, not of the model: they stay out of its checkpoint, whose saved
         hyperparameters would otherwise override them when `--ckpt_path` is given."""
         super().__init__()
-        self.save_hyperparameters(ignore=["judge", "num_samples", "sample_seed"])
+        self.save_hyperparameters(ignore=["num_samples", "sample_seed"])
         require_positive(self, latent_dim=latent_dim, width=width, lr=lr, num_samples=num_samples)
         self.automatic_optimization = False  # two optimizers, stepped in turn by training_step
         self.generator = Generator(latent_dim=latent_dim, image_shape=input_shape, width=width)
@@ -156,10 +154,8 @@ class GAN(Task):
         self.fixed_noise: torch.Tensor
         self.register_buffer("fixed_noise", self.codec.sample_inputs(FIXED_NOISE)[0], persistent=False)
         self.example_input_array = self.fixed_noise[:2]
-        self.judge = Judge(judge) if judge else None  # a plain object: the classifier is not part of the GAN
-        # Without a judge nothing measures the pictures, so best.ckpt is the latest.
-        self.best_checkpoint = ("val_classifier_fid", "min") if judge else ("step", "max")
-        self.real_images: list[torch.Tensor] = []  # the validation or test images, for the judge
+        # Nothing here measures the pictures, so best.ckpt is the latest (a run given a judge keeps its best FID).
+        self.best_checkpoint = ("step", "max")
 
     def forward(self, noise: torch.Tensor) -> torch.Tensor:
         """The images the task draws: the averaged generator's with `ema`, else the generator's."""
@@ -222,8 +218,6 @@ class GAN(Task):
         real = self._real(batch)
         d_loss = self.discriminator_loss(real, self(self.fixed_noise))
         self.log(f"{stage}_d_loss", d_loss, sync_dist=True)
-        if self.judge is not None:
-            self.real_images.append((real.float() + 1) / 2)
         return d_loss
 
     def on_validation_epoch_end(self) -> None:
@@ -233,29 +227,15 @@ class GAN(Task):
         self._epoch_end("test")
 
     def _epoch_end(self, stage: str) -> None:
-        """The generator's loss on the fixed noise; with a judge, its measures of as many images as were real."""
+        """The generator's loss on the fixed noise."""
         self.log(f"{stage}_loss", self.generator_loss(self(self.fixed_noise)), prog_bar=True, sync_dist=True)
-        if self.judge is None or not self.real_images:
-            return
-        real, self.real_images = torch.cat(self.real_images), []
-        measures = self.judge.to(self.device).measure(self.draw(len(real)), real)
-        measures["real_vs_real_fid"] = self.judge.fid(real, self.training_images(len(real)))
-        self.log_dict({f"{stage}_{name}": value for name, value in measures.items()}, sync_dist=True)
 
     @torch.no_grad()
-    def draw(self, count: int, seed: int = 0) -> torch.Tensor:
+    def generate(self, count: int, seed: int = 0) -> torch.Tensor:
         """`count` images (pixels in [0, 1]) from the noise of `seed`, the same on every call."""
         items = [(seed, index) for index in range(count)]
         noise = self.codec.encode(items)[0].to(self.fixed_noise)
         return torch.cat([self.predict(chunk)["image"].float() for chunk in noise.split(500)])
-
-    def training_images(self, count: int) -> torch.Tensor:
-        """The first `count` training images: the judge's second set of real images."""
-        datamodule = data_module_of(self.trainer)
-        if datamodule is None:
-            raise ConfigError("the judge compares with training images: run the GAN with its data module")
-        images = [datamodule.train_set[i][0] for i in range(min(count, len(datamodule.train_set)))]
-        return torch.stack(images).to(self.device)
 
     def sample_images(self) -> torch.Tensor:
         """The fixed noise's images, drawn every epoch by callbacks.ImageSamples."""

@@ -14,18 +14,28 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities.types import OptimizerLRScheduler
 from torch import nn
 
 from .. import require_positive
+from ..optim import stepped_per_batch
+from ..outputs import ValueOutputs
 from ..task import Task
 
 
 class LinearRegression(Task):
-    def __init__(self, lr: float = 0.1) -> None:
+    outputs = ValueOutputs()  # y for each x: scored by squared error
+
+    def __init__(
+        self, lr: float = 0.1, optimizer: OptimizerCallable | None = None, scheduler: LRSchedulerCallable | None = None
+    ) -> None:
+        """`lr` is plain SGD's; `optimizer` and `scheduler` replace it, and the constant rate (optim.py)."""
         super().__init__()
         self.save_hyperparameters()
         require_positive(self, lr=lr)
         self.lr = lr
+        self.optimizer, self.scheduler = optimizer, scheduler
         self.model = nn.Linear(1, 1)  # y = weight * x + bias
         self.example_input_array = torch.zeros(4, 1)  # (N, 1)
 
@@ -58,5 +68,7 @@ class LinearRegression(Task):
         x, y = batch
         return {"x": x, **self.predict(x), "target": y}  # x too: a prediction of y means little without it
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=self.lr)
+    def configure_optimizers(self) -> OptimizerLRScheduler:
+        parameters = list(self.parameters())
+        optimizer = self.optimizer(parameters) if self.optimizer else torch.optim.SGD(parameters, lr=self.lr)
+        return stepped_per_batch(optimizer, self.scheduler(optimizer) if self.scheduler else None)

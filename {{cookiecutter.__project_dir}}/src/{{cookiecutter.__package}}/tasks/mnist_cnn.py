@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from .. import require_positive, require_probability
@@ -61,10 +62,12 @@ class MNISTClassifier(ClassificationTask):
         input_shape: tuple[int, int, int],
         lr: float = 0.003,
         weight_decay: float = 0.0001,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         **architecture: Any,
     ) -> None:
         """`architecture`: MNISTCNN's keyword arguments (`--model.width 64 --model.dropout 0.2`)."""
-        super().__init__(num_classes, lr, weight_decay)
+        super().__init__(num_classes, lr, weight_decay, optimizer, scheduler)
         self.save_hyperparameters()
         self.model = MNISTCNN(input_shape=input_shape, num_classes=num_classes, **architecture)
         self.example_input_array = torch.zeros(1, *input_shape)

@@ -13,6 +13,10 @@ many outputs as your data has classes, and training goes in two phases:
 2. Then the whole network trains, the backbone at `backbone_lr` (10x lower than the head's `lr` by
    default), so the pretrained features adapt to the new images without being overwritten.
 
+Lightning's fine-tuning callback does the freezing and unfreezing (`FreezeBackbone`, which the task brings
+itself). Both phases share one optimizer (AdamW unless `--model.optimizer` names another, whose learning rate is
+then the head's) and one one-cycle schedule over the whole run, with a group for the backbone and one for the head.
+
 `weights` is the name of torchvision's weights (`DEFAULT`, `IMAGENET1K_V1`, ...; downloaded once into
 torch's hub cache), the path of a file (a state dict, or a checkpoint of this project: transfer from one
 of your own runs), or null (from scratch). The data module's default preprocessing is ImageNet's, which
@@ -25,14 +29,18 @@ these weights expect. `channels_last` stores activations in the memory layout GP
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
 import torchvision
+from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.callbacks import BaseFinetuning
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from .. import ConfigError, require_positive
-from ..classification import ClassificationTask, OneCycle
+from ..classification import ClassificationTask
+from ..hub import torchvision_weights
+from ..optim import ParamGroup
 
 
 def resnet(arch: str, num_classes: int) -> nn.Module:
@@ -50,7 +58,7 @@ def resnet(arch: str, num_classes: int) -> nn.Module:
 
 
 def pretrained_weights(arch: str, weights: str) -> dict[str, torch.Tensor]:
-    """The backbone's weights: torchvision's by name (from the hub cache, or downloaded), or from a file."""
+    """The backbone's weights: from a file, or torchvision's by name (hub.py: the hub cache, or downloaded)."""
     path = Path(weights)
     if path.suffix in (".pth", ".pt", ".ckpt", ".bin") or path.exists():
         if not path.is_file():
@@ -59,21 +67,38 @@ def pretrained_weights(arch: str, weights: str) -> dict[str, torch.Tensor]:
         if "state_dict" in state:  # a checkpoint of this project: the task's `model.` weights
             state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
         return state
-    named = torchvision.models.get_model_weights(arch)
-    if weights not in named.__members__:
-        raise ConfigError(
-            f"--model.weights {weights}: {arch} has the weights {list(named.__members__)}, or give a file"
-        )
-    chosen = named[weights]
-    cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(chosen.url).name
-    try:
-        return chosen.get_state_dict(progress=False)
-    except OSError as err:  # no network (URLError is an OSError), or a partial download
-        raise ConfigError(
-            f"--model.weights {weights}: {chosen.url} could not be downloaded ({err}). Offline, put that file at "
-            f"{cached}, or pass --model.weights <a .pth state dict or a .ckpt of this project>, or null to train from "
-            "scratch (HF_HUB_OFFLINE does not apply: torchvision's weights come from download.pytorch.org)"
-        ) from None
+    return torchvision_weights(arch, weights, option="--model.weights")
+
+
+class FreezeBackbone(BaseFinetuning):
+    """The backbone frozen for the first `epochs` epochs, batch norm included (its weights, and its statistics: it
+    stays in evaluation mode), then trainable.
+
+    Two departures from BaseFinetuning's usual recipe. The optimizer holds the backbone from the start, in its own
+    group at `backbone_lr` (a frozen parameter gets no gradient, and the optimizer skips it), so unfreezing adds no
+    group (`unfreeze_and_add_param_group`): the one-cycle schedule spans both groups over the whole run. And the
+    backbone is frozen as each frozen epoch starts, not before training (`freeze_before_training`): DDP wraps the
+    model after that, and syncs the gradients of only the parameters that required one then; the unfrozen
+    backbone's would drift apart on each process.
+    """
+
+    def __init__(self, epochs: int) -> None:
+        super().__init__()
+        self.epochs = epochs
+
+    def freeze_before_training(self, pl_module: LightningModule) -> None:
+        pass  # frozen in finetune_function, once DDP has wrapped the model (see above)
+
+    def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
+        assert isinstance(pl_module, ResNetClassifier)  # the task that brings this callback
+        backbone = pl_module.backbone()
+        frozen = epoch < self.epochs
+        if frozen:
+            self.freeze(backbone, train_bn=False)
+        else:
+            self.make_trainable(backbone)
+        for module in backbone:  # frozen batch norm normalises with its pretrained statistics, not the batch's
+            module.train(not frozen)
 
 
 class ResNetClassifier(ClassificationTask):
@@ -89,9 +114,11 @@ class ResNetClassifier(ClassificationTask):
         lr: float = 0.001,
         backbone_lr: float = 0.0001,
         weight_decay: float = 0.0001,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = False,
     ) -> None:
-        super().__init__(num_classes, lr, weight_decay)
+        super().__init__(num_classes, lr, weight_decay, optimizer, scheduler)
         self.save_hyperparameters()
         require_positive(self, backbone_lr=backbone_lr)
         if freeze_epochs < 0:
@@ -101,7 +128,6 @@ class ResNetClassifier(ClassificationTask):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.example_input_array = torch.zeros(1, *input_shape)
-        self.frozen = False
 
     @property
     def head(self) -> nn.Linear:
@@ -125,24 +151,10 @@ class ResNetClassifier(ClassificationTask):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.contiguous(memory_format=self.memory_format))
 
-    def on_train_epoch_start(self) -> None:
-        self.frozen = self.current_epoch < self.freeze_epochs
-        for module in self.backbone():
-            module.requires_grad_(not self.frozen)
-        self.train()  # puts the frozen backbone's batch norm back into evaluation mode (see `train`)
+    def configure_callbacks(self) -> list[Callback]:
+        return [FreezeBackbone(self.freeze_epochs)] if self.freeze_epochs else []
 
-    def train(self, mode: bool = True) -> ResNetClassifier:
-        super().train(mode)
-        if mode and self.frozen:  # frozen batch norm keeps its pretrained statistics
-            for module in self.backbone():
-                module.eval()
-        return self
-
-    def configure_optimizers(self) -> Any:
-        """AdamW with two learning rates (backbone, head), each on a one-cycle schedule over the whole run."""
-        head = list(self.head.parameters())
+    def parameter_groups(self) -> list[ParamGroup]:
+        """Two learning rates: the backbone's `backbone_lr`, and the head's, the optimizer's own (`lr` by default)."""
         backbone = [p for module in self.backbone() for p in module.parameters()]
-        groups = [{"params": backbone, "lr": self.backbone_lr}, {"params": head, "lr": self.lr}]
-        optimizer = torch.optim.AdamW(groups, weight_decay=self.weight_decay)
-        schedule = OneCycle(optimizer, [self.backbone_lr, self.lr], int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return [{"params": backbone, "lr": self.backbone_lr}, {"params": list(self.head.parameters())}]

@@ -22,12 +22,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .. import ConfigError, require_positive, require_probability
 from ..classification import ClassificationTask
-from ..data.text import PAD_ID, unreachable
+from ..data.text import PAD_ID
+from ..hub import unreachable
 
 if TYPE_CHECKING:
     import onnx
@@ -139,6 +141,8 @@ class SentimentRNNClassifier(ClassificationTask):
         vocab_size: int,
         lr: float = 0.004,
         weight_decay: float = 0.01,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         embeddings: str | None = None,
         freeze_embeddings: bool = True,
         **architecture: Any,
@@ -150,7 +154,7 @@ class SentimentRNNClassifier(ClassificationTask):
         model's tokenizer (`--data.tokenizer`, the same name), and `embed_dim` be its width (384 for MiniLM).
         `freeze_embeddings` keeps them as they are; false fine-tunes them with the rest.
         """
-        super().__init__(num_classes, lr, weight_decay)
+        super().__init__(num_classes, lr, weight_decay, optimizer, scheduler)
         self.save_hyperparameters()
         self.model = SentimentRNN(vocab_size=vocab_size, num_classes=num_classes, **architecture)
         self.embeddings, self.freeze_embeddings = embeddings, freeze_embeddings

@@ -22,6 +22,7 @@ import math
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from .. import ConfigError, require_positive, require_probability
@@ -104,10 +105,12 @@ class SentimentTransformerClassifier(ClassificationTask):
         max_length: int,
         lr: float = 0.001,
         weight_decay: float = 0.01,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
         **architecture: Any,
     ) -> None:
         """`architecture`: SentimentTransformer's keyword arguments (`--model.num_layers 4 --model.nhead 8`)."""
-        super().__init__(num_classes, lr, weight_decay)
+        super().__init__(num_classes, lr, weight_decay, optimizer, scheduler)
         self.save_hyperparameters()
         self.model = SentimentTransformer(
             vocab_size=vocab_size, num_classes=num_classes, max_length=max_length, **architecture

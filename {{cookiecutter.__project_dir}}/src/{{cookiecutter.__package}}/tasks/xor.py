@@ -13,10 +13,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import nn
 
 from .. import ConfigError, require_positive
 from ..classification import ClassificationTask
+from ..optim import ParamGroup
 
 
 class XORNet(nn.Module):
@@ -41,11 +44,19 @@ class XORClassifier(ClassificationTask):
     # grows confident, so the best checkpoint is the lowest val_loss (the highest val_acc kept the first tie).
     best_checkpoint = ("val_loss", "min")
 
-    def __init__(self, num_classes: int, input_shape: tuple[int, ...], lr: float = 0.05, **architecture: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        input_shape: tuple[int, ...],
+        lr: float = 0.05,
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        **architecture: Any,
+    ) -> None:
         """`architecture`: XORNet's keyword arguments (`--model.hidden 2`)."""
         if num_classes != 2:
             raise ConfigError(f"XOR has two classes, got num_classes={num_classes}")
-        super().__init__(num_classes, lr)
+        super().__init__(num_classes, lr, optimizer=optimizer, scheduler=scheduler)
         self.save_hyperparameters()
         self.model = XORNet(in_features=input_shape[0], **architecture)
         self.example_input_array = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -57,5 +68,8 @@ class XORClassifier(ClassificationTask):
         p = torch.sigmoid(logits)
         return torch.stack([1 - p, p], dim=-1)  # (N, 2)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+    def default_optimizer(self, groups: list[ParamGroup]) -> torch.optim.Optimizer:
+        return torch.optim.Adam(groups, lr=self.lr)
+
+    def default_schedule(self, optimizer: torch.optim.Optimizer) -> LRSchedulerPLType | None:
+        return None  # a constant learning rate: four points need no schedule
