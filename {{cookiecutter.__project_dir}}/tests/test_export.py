@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import numpy as np
 import onnxruntime
 import pytest
 import torch
-from conftest import TASKS
+from conftest import QUICKEST, TASKS
 
 from {{ cookiecutter.__package }}.artifacts import load_checkpoint
 from {{ cookiecutter.__package }}.cli import main
+from {{ cookiecutter.__package }}.export import export
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
@@ -61,6 +63,16 @@ def test_export_writes_onnx_and_pt2_that_answer_like_the_eager_model(trained, tm
     for name, ours, theirs in zip(metadata["outputs"], onnx_out, program(*inputs), strict=True):
         np.testing.assert_allclose(ours, expected[name].numpy(), rtol=1e-4, atol=1e-5, err_msg=f"onnx {name}")
         torch.testing.assert_close(theirs, expected[name], rtol=1e-4, atol=1e-5, msg=f"pt2 {name}")
+
+
+def test_an_export_removes_what_a_killed_export_left_and_keeps_a_running_ones(trained, tmp_path):
+    """Files are staged in `.export-<pid>-*` beside the export; one whose process is gone was killed mid-way."""
+    killed, running = tmp_path / ".export-999999999-abc", tmp_path / f".export-{os.getpid()}-xyz"
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"half a file")
+    export(load_checkpoint(trained(QUICKEST)), tmp_path / "export", formats=("onnx",))
+    assert sorted(path.name for path in tmp_path.iterdir()) == [running.name, "export"]
 
 
 def test_export_without_a_checkpoint_says_what_to_give(monkeypatch, tmp_path, capsys):

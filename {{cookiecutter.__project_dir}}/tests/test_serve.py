@@ -377,6 +377,7 @@ def test_api_key_guards_predict_and_metadata_but_not_health(artifacts):
     with client_for(artifacts(task, "checkpoint"), api_key="s3cret") as client:
         assert client.post("/predict", json=body).status_code == 401
         assert client.post("/predict", json=body, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert client.post("/predict", json=body, headers={"X-API-Key": "clé".encode("latin-1")}).status_code == 401
         assert client.get("/metadata").status_code == 401
         assert client.get("/health").status_code == 200
         assert client.post("/predict", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200

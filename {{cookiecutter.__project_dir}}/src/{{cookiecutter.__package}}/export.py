@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -119,7 +120,8 @@ def export(
     }
     files = {"eager": torch_predict(model)}  # each written file's predict, scored on the test split at the end
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}-") as tmp:
+    remove_abandoned_staging(output)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}-{os.getpid()}-") as tmp:
         staging = Path(tmp)
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # the exporters' progress and deprecation chatter
@@ -142,6 +144,25 @@ def export(
         for path in staging.iterdir():
             os.replace(path, output / path.name)
     return metadata
+
+
+def remove_abandoned_staging(output: Path) -> None:
+    """Remove the staging folders `.<output>-<pid>-*` of earlier exports whose process is gone (killed before it
+    could clean up), so that they do not pile up beside the export; a running export's folder is left alone."""
+    for folder in output.parent.glob(f".{output.name}-*-*"):
+        pid = folder.name.removeprefix(f".{output.name}-").split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not process_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: asks whether the process exists, sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, and belongs to someone else
+        return True
+    return True
 
 
 def write_onnx(
@@ -197,7 +218,8 @@ def check(metadata: dict, name: str, batches, eager: list[dict[str, torch.Tensor
         raise RuntimeError(f"{name} gives outputs that are not finite where the eager model's are")
     metadata["max_abs_difference_vs_eager"][name] = worst
     shown = ", ".join(f"{key} {value:.2g}" for key, value in worst.items())
-    tests = f" and {len(batches) - 2} test batches" if len(batches) > 2 else ""
+    count = len(batches) - 2  # after the example request and the batch of one
+    tests = f" and {count} test batch{'es' if count > 1 else ''}" if count else ""
     print(f"{name}: max |{name} - eager| on the example request, one example{tests}: {shown}")
 
 

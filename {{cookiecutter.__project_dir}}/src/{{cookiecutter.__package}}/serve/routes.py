@@ -99,7 +99,8 @@ api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 def check_api_key(service: ServiceDep, key: Annotated[str | None, Depends(api_key_header)]) -> None:
     expected = service.settings.api_key
-    if expected and not (key and secrets.compare_digest(key, expected)):
+    # As bytes: compare_digest refuses str with non-ASCII letters, and any header value may hold them.
+    if expected and not (key and secrets.compare_digest(key.encode(), expected.encode())):
         raise HTTPException(401, "missing or wrong API key: send it in the X-API-Key header")
 
 
