@@ -135,6 +135,19 @@ def test_a_missing_or_damaged_checkpoint_is_refused_in_one_line(run_cli, workdir
     assert not (workdir / "runs").exists(), "a refused command must not leave a run folder"
 
 
+@pytest.mark.parametrize("subcommand", ["fit", "test"])
+def test_a_checkpoint_of_another_task_is_refused_in_one_line_naming_both(trained, run_cli, workdir, capsys, subcommand):
+    others = [task for task in TASKS if task != QUICKEST]
+    if not others:
+        pytest.skip("this project has one task: no checkpoint of another to give")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(subcommand, others[0], "--ckpt_path", str(trained(QUICKEST)))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"is a checkpoint of {QUICKEST}" in error and f"this config's task is {others[0]}" in error
+    assert "Traceback" not in error and not (workdir / "runs").exists()
+
+
 def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("test", QUICKEST, "--ckpt_path", "last")

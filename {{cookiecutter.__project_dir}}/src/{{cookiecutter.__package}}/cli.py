@@ -87,10 +87,17 @@ class RoadmapCLI(LightningCLI):
         if not path.is_file():
             raise ConfigError(f"--ckpt_path {path}: no such file; give best, last, or the path of a .ckpt from `fit`")
         try:
-            torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as err:  # noqa: BLE001 - any reason it does not load is the user's to hear
             reason = f"{type(err).__name__}: {err}"
             raise ConfigError(f"--ckpt_path {path} does not load: damaged, or not a checkpoint ({reason})") from None
+        theirs = checkpoint.get("hyper_parameters", {}).get("_class_path") if isinstance(checkpoint, dict) else None
+        if theirs is not None and theirs != config.model.class_path:  # weights of another task: refused, not retrained
+            ours = task_name(config.model.class_path)
+            raise ConfigError(
+                f"--ckpt_path {path} is a checkpoint of {task_name(theirs)} ({theirs}), but this config's task is "
+                f"{ours} ({config.model.class_path}): give a checkpoint of {ours}, or the config of {task_name(theirs)}"
+            )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in LINKED_FROM_DATA:
