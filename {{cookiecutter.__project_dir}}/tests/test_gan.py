@@ -128,4 +128,10 @@ def test_a_judged_gan_logs_the_measures_and_keeps_its_best_images(trained, run_c
     # ... and from the command line, for a generator checkpoint trained without a judge.
     tested = run_cli("test", "gan", "--ckpt_path", str(trained("gan")), *judge, "--trainer.limit_test_batches", "1")
     assert all(math.isfinite(tested.trainer.callback_metrics[f"test_{name}"]) for name in measures)
+
+
+def test_a_judge_for_a_task_that_draws_nothing_is_refused_in_one_line(trained, run_cli, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "mnist_cnn", "--judge", str(trained("mnist_cnn")), *ONE_EPOCH)
+    assert exit_info.value.code == 2 and "MNISTClassifier draws no images to judge" in capsys.readouterr().err
 {%- endif %}
