@@ -148,6 +148,16 @@ def test_a_checkpoint_of_another_task_is_refused_in_one_line_naming_both(trained
     assert "Traceback" not in error and not (workdir / "runs").exists()
 
 
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_evaluating_without_a_checkpoint_is_refused_unless_asked_for(run_cli, workdir, capsys, subcommand):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(subcommand, QUICKEST)
+    assert exit_info.value.code == 2 and f"`{subcommand}` needs a trained model" in capsys.readouterr().err
+    assert not (workdir / "runs").exists()
+    untrained = run_cli(subcommand, QUICKEST, "--ckpt_path", "none", "--trainer.fast_dev_run", "true")
+    assert untrained.trainer.state.finished  # the untrained model, when that is what is asked for
+
+
 def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("test", QUICKEST, "--ckpt_path", "last")

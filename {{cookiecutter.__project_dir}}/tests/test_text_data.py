@@ -132,8 +132,8 @@ def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["predict", "--text", "Fine.", "--text", " "], "text 2 to predict is empty"),
-        (["predict", "--text_file", "missing.txt"], "--text_file missing.txt: no such file"),
+        (["predict", "--ckpt_path", "none", "--text", "Fine.", "--text", " "], "text 2 to predict is empty"),
+        (["predict", "--ckpt_path", "none", "--text_file", "missing.txt"], "--text_file missing.txt: no such file"),
         (["fit", "--text", "Fine."], "--text is for `predict`"),
     ],
 )
@@ -148,6 +148,6 @@ def test_bad_text_options_exit_2_and_leave_no_run_folder(run_cli, workdir, capsy
 @pytest.mark.skipif(not OTHER_TASKS, reason="every task in this project reads text")
 def test_text_option_on_a_task_without_text_exits_2(run_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        run_cli("predict", OTHER_TASKS[0], "--text", "Fine.")
+        run_cli("predict", OTHER_TASKS[0], "--ckpt_path", "none", "--text", "Fine.")
     assert exit_info.value.code == 2
     assert "does not read text" in capsys.readouterr().err

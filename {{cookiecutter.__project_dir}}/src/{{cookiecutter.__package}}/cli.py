@@ -76,10 +76,20 @@ class ArgumentParser(LightningArgumentParser):
 
 class RoadmapCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then resolve `--ckpt_path best|last` and check the file, before Lightning reads its contents."""
+        """Parse, then resolve `--ckpt_path best|last` and check the file, before Lightning reads its contents.
+        `validate`, `test` and `predict` need one (`none` asks for the untrained model)."""
         super().parse_arguments(parser, args)
-        config = self.config.get(str(self.config.get("subcommand")))
-        if config is None or config.get("ckpt_path") is None:
+        subcommand = str(self.config.get("subcommand"))
+        config = self.config.get(subcommand)
+        if config is None:
+            return
+        if config.get("ckpt_path") is None and subcommand in ("validate", "test", "predict"):  # not silently untrained
+            raise ConfigError(
+                f"`{subcommand}` needs a trained model: --ckpt_path best, last or the path of a .ckpt from `fit` "
+                "(--ckpt_path none runs the untrained model)"
+            )
+        if config.get("ckpt_path") in (None, "none"):
+            config.ckpt_path = None
             return
         if config.ckpt_path in ("last", "best"):
             config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path, config.data.as_dict()))
