@@ -247,7 +247,7 @@ class LitServeAPI(ls.LitAPI):
         return [{k: v[s : s + n] for k, v in outputs.items()} for s, n in zip(starts, self.sizes, strict=True)]
 
     def encode_response(self, outputs):
-        return {"predictions": self.trained.answers(outputs)}
+        return {"predictions": self.trained.model.outputs.answers(outputs, self.trained.codec.labels)}
 
 
 def litserve_main(checkpoint: str, port: int) -> None:
