@@ -186,5 +186,6 @@ def training_images(trainer: Trainer, count: int) -> torch.Tensor:
     datamodule = data_module_of(trainer)
     if datamodule is None:
         raise ConfigError("the judge compares with training images: run the task with its data module")
-    datamodule.setup("fit")
+    if not hasattr(datamodule, "train_set"):  # a `test` run: the training split is not read yet
+        datamodule.setup("fit")
     return torch.stack([datamodule.train_set[i][0] for i in range(min(count, len(datamodule.train_set)))])
