@@ -243,8 +243,8 @@ def test_the_list_of_tasks_is_the_questions_and_each_task_has_its_files_and_docs
     for task in TASKS:
         own = {f"{SRC}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py", f"docs/playground/{task}.png"}
         assert own <= files, f"{task} lacks {sorted(own - files)}"
-        for doc in ("README.md", "ROADMAP.md"):
-            assert f"configs/{task}.yaml" in (project / doc).read_text(), f"{doc} has no row for {task}"
+        assert f"| `{task}` |" in (project / "README.md").read_text(), f"README.md's task table has no row for {task}"
+        assert f"configs/{task}.yaml" in (project / "ROADMAP.md").read_text(), f"ROADMAP.md has no stage for {task}"
 
 
 def test_answers_helper_matches_cookiecutter_json():
