@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,12 @@ REFUSED = [
     ({"project": "sympy"}, "would shadow the module 'sympy'"),  # torch's dependency
     ({"project": "Starlette"}, "would shadow the module 'starlette'"),  # FastAPI's
     ({"project": "pil"}, "would shadow the module 'pil'"),  # Pillow's PIL, on a case-insensitive file system
+    ({"project": "pip"}, "would shadow the module 'pip'"),
+    ({"project": "wheel"}, "would shadow the module 'wheel'"),
+    ({"project": "usercustomize"}, "would shadow the module 'usercustomize'"),  # imported at start-up outside a venv
+    ({"project": "PyYAML"}, "distribution name 'pyyaml'"),  # its module is yaml: installing would replace PyYAML
+    ({"project": "python"}, "command name 'python'"),  # a venv's bin/python
+    ({"project": "torchrun"}, "command name 'torchrun'"),  # torch's
     ({"project": 'say "hi"'}, "not a valid Python identifier"),
     (answers(tasks=()), "no task selected"),
     ({"project": "a/b/c"}, "path separator"),
@@ -77,14 +84,40 @@ def test_spaces_dashes_dots_and_capitals_become_a_valid_package(bake, project, p
     assert f"python -m {package} fit" in (path / "README.md").read_text()
 
 
-def test_cookiecutter_command_line_prints_one_clear_line_and_writes_nothing(tmp_path):
+def test_every_name_a_new_virtual_environment_holds_is_refused(cookies, capfd, tmp_path):
+    """Derived here, apart from tools/shadowed_modules.py: what `python -m venv` puts in site-packages (modules and
+    distributions) and in bin (commands), and what its interpreter imports at start-up, found or not."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    modules = {path.stem for path in site_packages.iterdir() if (path / "__init__.py").exists() or path.suffix == ".py"}
+    distributions = {path.name.split("-")[0] for path in site_packages.glob("*.dist-info")}
+    commands = {path.name for path in (venv / "bin").iterdir() if re.fullmatch(r"[a-z][a-z0-9-]*", path.name)}
+    python = venv / "bin" / "python"
+    started = subprocess.run([python, "-X", "importtime", "-c", "pass"], capture_output=True, text=True, check=True)
+    tried = {line.split("|")[-1].strip().split(".")[0] for line in started.stderr.splitlines()[1:]}  # after the header
+    startup = tried - set(sys.stdlib_module_names)
+    assert {"pip", "pkg_resources"} <= modules | distributions and "python" in commands and "sitecustomize" in startup
+    for name in sorted(modules | distributions | commands | startup):
+        capfd.readouterr()
+        assert cookies.bake(extra_context={"project": name}).exit_code != 0, f"{name!r} was accepted"
+        assert capfd.readouterr().err.startswith("ERROR: "), name
+
+
+def test_cookiecutter_command_line_prints_the_hooks_line_then_its_own_report_and_writes_nothing(tmp_path):
+    """Cookiecutter reports every failed hook with its own traceback, after the hook's line: the README says so."""
     done = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), str(TEMPLATE), "project=torch"],
-        capture_output=True,
+        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), str(TEMPLATE), "project=pip"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
     assert done.returncode != 0
-    assert "ERROR: package name 'torch' would shadow the module 'torch'" in done.stderr
+    assert lines[0].startswith("ERROR: package name 'pip' would shadow the module 'pip'")
+    assert lines[1] == "ERROR: Stopping generation because pre_gen_project hook script didn't exit successfully"
+    assert lines[-1] == "Hook script failed (exit status: 1)"
+    assert not any("ERROR: " in line for line in lines[2:])  # the rest is cookiecutter's traceback of that exit
     assert list(tmp_path.iterdir()) == []
 
 
@@ -101,14 +134,18 @@ def test_the_hooks_choice_lists_are_cookiecutter_jsons():
     assert lists == {"LOGGERS": tuple(QUESTIONS["logger"]), "PYTHONS": tuple(QUESTIONS["python_version"])}
 
 
-def test_the_hooks_shadowed_modules_hold_every_module_the_projects_locked_dependencies_install():
-    """Derived from the lock, not hand-kept: a new lock whose packages install another top-level module fails this
-    test until tools/shadowed_modules.py is run (make lock runs it); a release upstream changes nothing here."""
-    modules, missing = shadowed_modules.shadowed_modules()
+def test_the_hooks_taken_names_hold_every_name_the_locked_dependencies_and_a_new_environment_install():
+    """Derived from the lock, not hand-kept: a new lock whose packages install another top-level module, distribution
+    or command fails this test until tools/shadowed_modules.py is run (make lock runs it); a release upstream changes
+    nothing here."""
+    names, missing = shadowed_modules.taken_names()
     assert not missing, f"the environment is not requirements-dev.txt (run make): {sorted(missing)}"
-    assert {"torch", "sympy", "starlette", "requests", "PIL"} <= modules  # the closure, not the direct dependencies
-    lacking = modules - shadowed_modules.names_in_hook()
-    assert not lacking, f"hooks/pre_gen_project.py lacks {sorted(lacking)}: run python tools/shadowed_modules.py"
+    assert {"torch", "sympy", "starlette", "requests", "PIL"} <= names["MODULES"]  # the closure, not the dependencies
+    assert {"pkg_resources", "sitecustomize", "usercustomize"} <= names["MODULES"]  # a new venv, its start-up
+    assert {"pyyaml", "pillow", "setuptools"} <= names["DISTRIBUTIONS"] and {"torchrun", "python"} <= names["COMMANDS"]
+    in_hook = shadowed_modules.names_in_hook()
+    lacking = {kind: sorted(names[kind] - in_hook[kind]) for kind in names if names[kind] - in_hook[kind]}
+    assert not lacking, f"hooks/pre_gen_project.py lacks {lacking}: run python tools/shadowed_modules.py"
 
 
 def test_a_name_at_the_length_limit_bakes_into_a_folder_of_that_name(bake):
