@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 import urllib.error
+import urllib.request
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import cli_args, launch_env
+from conftest import cli_args, launch_env, make_photos
 from lightning.pytorch.callbacks import BaseFinetuning
+from PIL import Image
 from rank_probe import read_probes
 
 from {{ cookiecutter.__package }} import ConfigError
@@ -130,3 +134,76 @@ def test_every_resnet_architecture_gets_a_head_for_the_data(hub_weights):
         ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch="resnet7")
     with pytest.raises(ConfigError, match="not a ResNet-like model"):
         ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch="vgg11")
+
+
+def with_bad_files(root: Path) -> Path:
+    """The 60 test photos and three files that are no images: an empty one, a JPEG cut in half (which PIL's
+    `verify()` passes) and a text file named .jpg."""
+    make_photos(root)
+    (root / "red" / "empty.jpg").write_bytes(b"")
+    whole = (root / "red" / "1.jpg").read_bytes()
+    (root / "red" / "cut.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "blue" / "notes.jpg").write_text("not a picture\n")
+    return root
+
+
+def test_files_that_are_no_images_are_all_named_before_training(run_cli, workdir, capsys):
+    photos = with_bad_files(workdir / "photos")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "resnet_finetune", "--data.root", str(photos), "--trainer.fast_dev_run", "true")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "3 of 63 image files do not read" in error and "--data.skip_bad_images true" in error
+    for name, why in (("empty.jpg", "an empty file"), ("cut.jpg", "cut short"), ("notes.jpg", "not an image")):
+        assert name in error and why in error
+    assert not (workdir / "runs").exists(), "a refused run must not leave a run folder"
+
+
+def test_bad_files_are_skipped_when_asked_saying_how_many(run_cli, workdir):
+    photos = with_bad_files(workdir / "photos")
+    skip = ["--data.root", str(photos), "--data.skip_bad_images", "true", "--trainer.fast_dev_run", "true"]
+    with pytest.warns(UserWarning, match="skipped 3 of 63 image files"):
+        cli = run_cli("fit", "resnet_finetune", *skip)
+    kept = [Path(path).name for rows in cli.datamodule.samples.values() for path, _ in rows]
+    assert len(kept) == 60 and not {"empty.jpg", "cut.jpg", "notes.jpg"} & set(kept)
+
+
+def test_many_bad_files_are_counted_and_all_listed_in_a_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the list is written
+    photos = make_photos(tmp_path / "photos")
+    for i in range(7):
+        (photos / "gray" / f"empty{i}.png").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"7 of 67 .* and 2 more \(all listed in ") as refused:
+        ImageFolderDataModule(root=str(photos)).setup("fit")
+    listing = str(refused.value).split("all listed in ")[1].split(")")[0]
+    assert len(Path(listing).read_text().splitlines()) == 7
+
+
+def test_one_class_is_refused_in_one_line(run_cli, workdir, capsys):
+    cats = workdir / "photos" / "cats"
+    cats.mkdir(parents=True)
+    for i in range(4):
+        Image.new("RGB", (20, 20), (i * 50, 0, 0)).save(cats / f"{i}.png")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "resnet_finetune", "--data.root", str(workdir / "photos"))
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].endswith("photos has one class folder (cats); a classifier needs at least 2")
+    assert "Traceback" not in "\n".join(error) and not (workdir / "runs").exists()
+    with pytest.raises(ConfigError, match="a classifier needs at least 2 classes"):
+        ImageFolderDataModule(classes=["red"])
+
+
+def test_a_torchvision_dataset_that_does_not_download_is_refused_in_one_line(run_cli, workdir, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what torchvision's downloads call
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "resnet_finetune", "--data.dataset", "CIFAR10", "--data.root", "data")
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert "Traceback" not in error
+    assert "--data.dataset CIFAR10: not in data, and it could not be downloaded (URLError: " in error
+    assert "copy the files torchvision.datasets.CIFAR10 downloads into data" in error
+    assert "--data.root <a folder" in error and not (workdir / "runs").exists()

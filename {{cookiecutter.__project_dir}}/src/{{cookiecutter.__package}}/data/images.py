@@ -10,6 +10,10 @@ a few-shot budget. Evaluation, `predict` and serving read an image through the c
 the shorter side resized to `resize`, the centre cropped to `image_size`, then normalised with `mean`
 and `std` (by default ImageNet's, what torchvision's pretrained weights expect). Training adds the usual
 augmentation: a random resized crop and, unless `flip` is false, a horizontal flip.
+
+Every image file is decoded once before training starts, so an empty, cut-short or misnamed file is
+named then, with all the others, rather than a traceback when a batch first reaches it (seconds for
+thousands of photos); `--data.skip_bad_images true` trains without them.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
 import torch
-from PIL import Image
+from lightning.pytorch.utilities import rank_zero_warn
+from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 from torch.utils.data import Dataset
 from torchvision import datasets
@@ -33,6 +39,31 @@ from .codec import Codec, Request, read_images
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SPLITS = ("train", "val", "test")
+NAMED = 5  # bad files named in a message; the rest are counted, and listed in a file
+
+
+def unreadable(path: str) -> str | None:
+    """Why the image file at `path` cannot be read, or None. It is decoded in full, as training would: PIL's
+    `verify()` passes a JPEG cut short. A JPEG decodes at its smallest draft scale, which is quick."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (1, 1))
+            image.load()
+    except UnidentifiedImageError:
+        return "an empty file" if Path(path).stat().st_size == 0 else "not an image"
+    except Exception as err:  # cut short (OSError), or any other way a decoder fails on damaged bytes
+        return f"damaged or cut short: {err or type(err).__name__}"
+    return None
+
+
+def named(bad: dict[str, str]) -> str:
+    """The first few bad files and why, and where the whole list is when it is longer."""
+    shown = ", ".join(f"{path} ({why})" for path, why in list(bad.items())[:NAMED])
+    if len(bad) <= NAMED:
+        return shown
+    with tempfile.NamedTemporaryFile("w", prefix="bad_images_", suffix=".txt", delete=False) as listing:
+        listing.writelines(f"{path}\t{why}\n" for path, why in bad.items())
+    return f"{shown} and {len(bad) - NAMED} more (all listed in {listing.name})"
 
 
 class PhotoRequest(Request):
@@ -115,11 +146,17 @@ class ImageFolderDataModule(SplitDataModule):
         flip: bool = True,
         crop_scale: tuple[float, float] = (0.5, 1.0),
         download: bool = True,
+        skip_bad_images: bool = False,
         batch_size: int = 32,
         num_workers: int = 0,
         seed: int = 42,
     ) -> None:
-        """`root`: the image folder, or where `dataset` (a torchvision dataset's class name: CIFAR10) is kept."""
+        """`root`: the image folder, or where `dataset` (a torchvision dataset's class name: CIFAR10) is kept.
+
+        Args:
+            skip_bad_images: train without the files that do not read as images (empty, cut short, not an image),
+                saying how many; by default they are named, all of them, and the run refused.
+        """
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         require_positive(self, image_size=image_size, resize=resize)
@@ -129,9 +166,11 @@ class ImageFolderDataModule(SplitDataModule):
             raise ConfigError(f"val_fraction + test_fraction must be below 1, got {val_fraction} + {test_fraction}")
         if dataset is not None and not hasattr(datasets, dataset):
             raise ConfigError(f"--data.dataset {dataset}: torchvision.datasets has no such dataset (CIFAR10, ...)")
+        if classes is not None and len(classes) < 2:
+            raise ConfigError(f"--data.classes {classes}: a classifier needs at least 2 classes")
         self.root, self.dataset, self.keep, self.per_class = Path(root), dataset, classes, per_class
         self.val_fraction, self.test_fraction, self.download, self.seed = val_fraction, test_fraction, download, seed
-        self.flip, self.crop_scale = flip, crop_scale
+        self.flip, self.crop_scale, self.skip_bad_images = flip, crop_scale, skip_bad_images
         self.codec = ImageCodec(image_size=image_size, resize=resize, mean=list(mean), std=list(std))
         self.input_shape = (3, image_size, image_size)
         self.samples: dict[str, list[tuple[Any, int]]] = {}
@@ -167,6 +206,8 @@ class ImageFolderDataModule(SplitDataModule):
         else:
             names, splits = self._folders()
         names, splits = self._keep_classes(names, splits)
+        if self.dataset is None:
+            splits = self._readable(splits)
         splits = self._split_off_missing(splits)
         if self.per_class is not None:
             splits["train"] = self._cap(splits["train"], self.per_class)
@@ -178,10 +219,12 @@ class ImageFolderDataModule(SplitDataModule):
     def _torchvision(self, train: bool) -> Any:
         try:
             return getattr(datasets, str(self.dataset))(str(self.root), train=train, download=self.download)
-        except RuntimeError as err:  # "Dataset not found", or a failed download
+        except (RuntimeError, OSError) as err:  # "Dataset not found or corrupted", no network (URLError), no space
+            why = " ".join(f"{type(err).__name__}: {err}".split()) if self.download else "--data.download is false"
             raise ConfigError(
-                f"--data.dataset {self.dataset}: not in {self.root}, and {err}; pass --data.download true when "
-                "online, or --data.root a folder of class sub-folders"
+                f"--data.dataset {self.dataset}: not in {self.root}, and it could not be downloaded ({why}); copy "
+                f"the files torchvision.datasets.{self.dataset} downloads into {self.root}, or train on your own "
+                "images: --data.dataset null --data.root <a folder with one sub-folder of images per class>"
             ) from None
 
     def _folders(self) -> tuple[list[str], dict[str, list[tuple[Any, int]]]]:
@@ -197,6 +240,8 @@ class ImageFolderDataModule(SplitDataModule):
         except FileNotFoundError as err:  # no class folder, or one without images
             raise ConfigError(f"--data.root {self.root}: {err} Give it one sub-folder of images per class") from None
         names = listed["train"].classes
+        if len(names) == 1:
+            raise ConfigError(f"{folders['train']} has one class folder ({names[0]}); a classifier needs at least 2")
         for split, folder in listed.items():
             if folder.classes != names:
                 raise ConfigError(f"{self.root / split} has the classes {folder.classes}; train/ has {names}")
@@ -213,6 +258,22 @@ class ImageFolderDataModule(SplitDataModule):
         new_index = {names.index(name): index for index, name in enumerate(self.keep)}
         kept = {split: [(x, new_index[y]) for x, y in rows if y in new_index] for split, rows in splits.items()}
         return list(self.keep), kept
+
+    def _readable(self, splits: dict) -> dict:
+        """The splits without the files that do not read: refused, all of them named, unless `skip_bad_images`."""
+        paths = sorted({path for rows in splits.values() for path, _ in rows})
+        bad = {path: why for path in paths if (why := unreadable(path))}
+        if not bad:
+            return splits
+        if not self.skip_bad_images:
+            raise ConfigError(
+                f"--data.root {self.root}: {len(bad)} of {len(paths)} image files do not read: {named(bad)}; "
+                "delete or replace them, or pass --data.skip_bad_images true to train without them"
+            )
+        rank_zero_warn(
+            f"--data.root {self.root}: skipped {len(bad)} of {len(paths)} image files that do not read: {named(bad)}"
+        )
+        return {split: [(path, y) for path, y in rows if path not in bad] for split, rows in splits.items()}
 
     def _split_off_missing(self, splits: dict) -> dict:
         """Validation and test images taken from the training ones where the data has none: a seeded share."""

@@ -172,9 +172,9 @@ class MNISTDataModule(SplitDataModule):
                 ) from None
             raise ConfigError(
                 f"data_dir {self.data_dir!r} has no {self.dataset} files ({raw} needs the four IDX files) and "
-                f"{'the download failed: ' + str(err) if download else 'download is off'}; pass --data.download true "
-                f"when online, or copy train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte and "
-                f"t10k-labels-idx1-ubyte into {raw}"
+                f"{'the download failed: ' + ' '.join(str(err).split()) if download else 'download is off'}; pass "
+                "--data.download true when online, or copy train-images-idx3-ubyte, train-labels-idx1-ubyte, "
+                f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte into {raw}"
             ) from None
 
     def prepare_data(self) -> None:
