@@ -5,6 +5,7 @@ The Trainer flags that scale a run out (devices, nodes, precision, compile) are 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import torch
 from conftest import QUICKEST, TASKS, cli_args, launch_env
 
 from {{ cookiecutter.__package }}.callbacks import PredictionWriter
-from {{ cookiecutter.__package }}.cli import run
+from {{ cookiecutter.__package }}.cli import main, run
 from {{ cookiecutter.__package }}.runs import run_dir
 
 # Tasks whose training draws shuffled batches and dropout masks: what a resumed run must draw again.
@@ -156,6 +157,25 @@ def test_evaluating_without_a_checkpoint_is_refused_unless_asked_for(run_cli, wo
     assert not (workdir / "runs").exists()
     untrained = run_cli(subcommand, QUICKEST, "--ckpt_path", "none", "--trainer.fast_dev_run", "true")
     assert untrained.trainer.state.finished  # the untrained model, when that is what is asked for
+
+
+def test_export_reads_the_data_as_its_run_did_and_a_data_flag_overrides_it(trained, workdir, capsys, monkeypatch):
+    """export of a run, with a data option on its command line (it crashed on any): the run's settings, the option
+    over them, said in one line and recorded in metadata.json; a model option is refused, since the model is trained."""
+    checkpoint = trained(QUICKEST)
+    saved = torch.load(checkpoint, weights_only=True, mmap=True)["datamodule_hyper_parameters"]
+    monkeypatch.setattr("sys.argv", ["prog", "export", "--ckpt_path", str(checkpoint), "--output", "out"])
+    sys.argv += ["--data.batch_size", "3"]
+    main()
+    metadata = json.loads((workdir / "out" / "metadata.json").read_text())
+    assert metadata["data_args"] == {**{k: v for k, v in saved.items() if not k.startswith("_")}, "batch_size": 3}
+    assert "but for --data.batch_size 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        sys.argv[-4:] = ["--output", "again", "--model.lr", "0.5"]
+        main()
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "--model.lr: export writes the model as `fit` trained it" in error
+    assert not (workdir / "again").exists()
 
 
 def test_ckpt_path_last_without_a_run_says_what_to_do(run_cli, capsys):

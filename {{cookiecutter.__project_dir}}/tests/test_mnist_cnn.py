@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import PROJECT_ROOT, QUIET
 
 from {{ cookiecutter.__package }} import ConfigError
+from {{ cookiecutter.__package }}.cli import run
 from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule
 from {{ cookiecutter.__package }}.runs import run_dir
 from {{ cookiecutter.__package }}.tasks.mnist_cnn import MNISTClassifier
@@ -66,17 +68,19 @@ def test_learns_the_fake_digits(run_cli):
 
 
 def test_fashion_mnist_is_a_data_option_with_its_own_labels_and_statistics(run_cli, fake_mnist, workdir, capsys):
-    """The same files under FashionMNIST/raw: the labels, the normalisation and best.ckpt's choice follow the option."""
+    """The same files under FashionMNIST/raw: the labels and the normalisation follow the option, and the run
+    carries it: `predict` and `test` of its checkpoint read Fashion-MNIST without being told again."""
     shutil.copytree(fake_mnist / "MNIST" / "raw", workdir / "fashion" / "FashionMNIST" / "raw")
     fashion = ["--data.data_dir", str(workdir / "fashion"), "--data.dataset", "FashionMNIST"]
     fit = run_cli("fit", "mnist_cnn", *fashion, "--trainer.max_epochs", "1")
     assert fit.datamodule.codec.labels[0] == "T-shirt/top" and fit.datamodule.codec.mean == pytest.approx(0.2860)
-    predicted = run_cli("predict", "mnist_cnn", *fashion, "--ckpt_path", "best", "--trainer.limit_predict_batches", "1")
+    config = ["--config", str(PROJECT_ROOT / "configs" / "mnist_cnn.yaml"), *QUIET, "--ckpt_path", "best"]
+    predicted = run(["predict", *config, "--trainer.limit_predict_batches", "1"])  # no data flag: the run's
     with (run_dir(predicted.trainer) / "predictions.csv").open() as f:
         labels = {row["label"] for row in csv.DictReader(f)}
     assert labels <= set(fit.datamodule.codec.labels) and not labels & {str(digit) for digit in range(10)}
     best = Path(fit.trainer.checkpoint_callback.best_model_path).relative_to(workdir)
     assert f"--ckpt_path best: {best}" in capsys.readouterr().err  # the choice is said
-    with pytest.raises(SystemExit):  # no model was trained on MNIST itself: best is not the Fashion one
-        run_cli("test", "mnist_cnn", "--ckpt_path", "best")
-    assert "no run of mnist_cnn on this data" in capsys.readouterr().err
+    tested = run(["test", *config, "--data.batch_size", "8"])  # a flag given still overrides the run's
+    assert tested.datamodule.dataset == "FashionMNIST" and tested.datamodule.batch_size == 8
+    assert "from the command line: --data.batch_size 8" in capsys.readouterr().err

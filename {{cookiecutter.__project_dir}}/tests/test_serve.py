@@ -11,19 +11,21 @@ import gc
 import io
 import json
 import resource
+import select
 import socket
 import subprocess
 import sys
 import threading
 import time
 import zlib
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 import torch
 import uvicorn
-from conftest import QUICKEST, TASKS, LiveServer
+from conftest import QUICKEST, TASKS, LiveServer, free_port, launch_env
 from fastapi.testclient import TestClient
 from PIL import Image
 from pydantic import Field
@@ -336,6 +338,103 @@ def test_a_request_being_decoded_does_not_stall_the_others(artifacts):
     assert finished == [("health", 200), ("heavy", 200)], finished
 
 
+@needs_images
+def test_images_past_the_servers_pixel_budget_wait_then_get_503_with_retry_after(artifacts):
+    """The budget is the server's, not a request's: while one request's pixels are being decoded, another whose
+    pixels do not fit beside them waits, then gets 503 with Retry-After; one over the whole budget gets 422."""
+    app = create_app(ServeSettings(model=artifacts(IMAGE_TASKS[0], "checkpoint"), max_decoding_pixels=5000))
+    codec, decoding, finish = app.state.service.trained.codec, threading.Event(), threading.Event()
+    encode = codec.encode
+
+    def held_encode(items: list) -> tuple[torch.Tensor, ...]:
+        decoding.set()
+        finish.wait(30)  # the first request holds its 4096 pixels until the test lets it go
+        return encode(items)
+
+    codec.encode = held_encode
+    small = as_images(png_of_size(64, 64))  # 4096 pixels: one fits in 5000, two do not
+    finished: list[httpx.Response] = []
+    with LiveServer(app) as server:
+        first = threading.Thread(target=lambda: finished.append(httpx.post(f"{server.url}/predict", json=small)))
+        first.start()
+        assert decoding.wait(30)
+        waited = time.monotonic()
+        busy = httpx.post(f"{server.url}/predict", json=small, timeout=10)
+        waited = time.monotonic() - waited
+        too_large = httpx.post(f"{server.url}/predict", json=as_images(png_of_size(80, 70)))  # 5600 pixels
+        finish.set()
+        first.join()
+        codec.encode = encode
+        again = httpx.post(f"{server.url}/predict", json=small)
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1", busy.text
+    assert "decoding as many image pixels as it may (5000)" in busy.json()["error"] and waited >= 1
+    assert too_large.status_code == 422 and "5600 pixels, more than this server decodes at once" in too_large.text
+    assert finished[0].status_code == again.status_code == 200
+
+
+def png_of_size(width: int, height: int, mode: str = "L") -> bytes:
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height), 200).save(buffer, format="PNG", compress_level=9)
+    return buffer.getvalue()
+
+
+def memory_mib(pid: int, field: str) -> float:
+    """VmRSS (resident now) or VmHWM (the most resident so far) of a process, from /proc (Linux)."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith(f"{field}:")) / 1024
+
+
+@pytest.mark.slow
+@needs_images
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory in /proc (Linux)")
+def test_a_burst_of_the_largest_requests_allowed_stays_in_the_pixel_budget_and_gives_the_memory_back(artifacts):
+    """Requests at every limit at once: 8 RGBA images of 4096x4096 pixels each (4 bytes a pixel decoded, a few
+    hundred KB as PNG). Before the budget, 4 of them were decoded together and the server grew by 2 GB; now it grows
+    by at most 8 bytes a pixel of `max_decoding_pixels` (the decoded images and a converted copy), the requests
+    that find the budget taken get 503, and the memory comes back when the burst is over."""
+    worst = as_images(*[png_of_size(4096, 4096, "RGBA")] * 8)
+    defaults = ServeSettings.model_fields
+    assert len(json.dumps(worst)) < defaults["max_body_bytes"].default  # within every limit
+    port = free_port()
+    model = artifacts(IMAGE_TASKS[0], "onnx")
+    command = [sys.executable, "-m", "{{ cookiecutter.__package }}", "serve", "--model", str(model), "--port", str(port)]
+    server = subprocess.Popen([*command, "--access_log", "false"], env=launch_env())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not is_up(url):
+            assert server.poll() is None and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.2)
+        start = memory_mib(server.pid, "VmRSS")
+
+        async def burst(count: int) -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=url, timeout=300) as http:
+                return await asyncio.gather(*(http.post("/predict", json=worst) for _ in range(count)))
+
+        responses = asyncio.run(burst(4))
+        grown = memory_mib(server.pid, "VmHWM") - start
+        time.sleep(1)  # the memory is handed back in a worker thread, once the last image is decoded
+        kept = memory_mib(server.pid, "VmRSS") - start
+        after = asyncio.run(burst(1))
+    finally:
+        server.terminate()
+        server.wait(30)
+    statuses = [response.status_code for response in responses]
+    bound = 8 * defaults["max_decoding_pixels"].default / 2**20
+    assert grown < bound, f"the server grew by {grown:.0f} MiB decoding {statuses}; the bound is {bound:.0f} MiB"
+    assert kept < 64, f"{kept:.0f} MiB of the {grown:.0f} MiB the burst took stayed after it"
+    assert 200 in statuses and set(statuses) <= {200, 503}, statuses
+    assert all(response.headers["retry-after"] for response in responses if response.status_code == 503)
+    assert after[0].status_code == 200
+
+
+def is_up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health").status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def test_a_body_that_stops_arriving_gets_408_and_a_body_that_is_not_json_415(artifacts):
     settings = {"body_timeout_s": 0.5}
     with LiveServer(create_app(ServeSettings(model=artifacts(QUICKEST, "checkpoint"), **settings))) as server:
@@ -349,6 +448,25 @@ def test_a_body_that_stops_arriving_gets_408_and_a_body_that_is_not_json_415(art
         fine = httpx.post(f"{server.url}/predict", json=body)
     assert answer.startswith("HTTP/1.1 408") and "stopped arriving" in answer
     assert plain.status_code == missing.status_code == 415 and "application/json" in plain.json()["error"]
+    assert fine.status_code == 200
+
+
+def test_a_body_that_drips_in_gets_408_at_its_deadline_though_it_never_stops_arriving(artifacts):
+    """A byte every 0.2 s is never idle for `body_timeout_s`; `body_deadline_s` still ends it."""
+    settings = {"body_timeout_s": 1.0, "body_deadline_s": 2.5}
+    with LiveServer(create_app(ServeSettings(model=artifacts(QUICKEST, "checkpoint"), **settings))) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+            head = "POST /predict HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n"
+            connection.sendall(head.encode())
+            started = time.monotonic()
+            for _ in range(50):  # 10 s of drips, far past the deadline; 50 bytes, short of the 100 promised
+                connection.sendall(b" ")
+                if select.select([connection], [], [], 0.2)[0]:
+                    break
+            answer, took = connection.recv(4096).decode(), time.monotonic() - started
+        fine = httpx.post(f"{server.url}/predict", json=example_body(QUICKEST, artifacts))
+    assert answer.startswith("HTTP/1.1 408") and "still arriving 2.5 s after its headers" in answer, answer
+    assert 2.5 <= took < 4, took
     assert fine.status_code == 200
 
 
@@ -389,6 +507,7 @@ FUZZ = ["--seed", "1", "--max-examples", "10", "--phases", "examples,coverage,fu
 FUZZ += ["--request-timeout", "60"]  # a busy test machine is slow, not wrong
 # An image field's schema says "a string"; no JSON schema can say "that decodes as an image", so a schema-valid
 # request may get 422 there, with the reason. Every other check, and every other field, is held to the document.
+# The README gives users the same file for their image tasks.
 IMAGE_FIELDS_CONFIG = '[checks.positive_data_acceptance]\nexpected-statuses = ["2XX", "401", "422"]\n'
 
 

@@ -4,6 +4,8 @@ raw-text `predict` with the tokenizer the checkpoint carries."""
 from __future__ import annotations
 
 import csv
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +153,30 @@ def test_text_option_on_a_task_without_text_exits_2(run_cli, capsys):
         run_cli("predict", OTHER_TASKS[0], "--ckpt_path", "none", "--text", "Fine.")
     assert exit_info.value.code == 2
     assert "does not read text" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task", TEXT_TASKS)
+def test_an_unreachable_hub_is_found_once_and_quickly_and_said_in_one_line(workdir, monkeypatch, capsys, task):
+    """No network: the libraries would retry for most of a minute before failing; the Hub is checked once, offline
+    mode switched on and said, and what the cache lacks is one line. (A closed local port stands for the Hub.)"""
+    from huggingface_hub import constants
+
+    from {{ cookiecutter.__package }}.cli import run
+    from {{ cookiecutter.__package }}.hub import hub_reachable
+
+    with socket.socket() as closed:  # bound, never listening: a connection to it is refused at once
+        closed.bind(("127.0.0.1", 0))
+        monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{closed.getsockname()[1]}")
+        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # go_offline sets it; monkeypatch restores the rest
+        hub_reachable.cache_clear()
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as exit_info:
+            run(["fit", "--config", str(CONFIGS[0].parent / f"{task}.yaml"), "--data.dataset", "nobody/absent"])
+        elapsed = time.monotonic() - started
+    hub_reachable.cache_clear()
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert exit_info.value.code == 2 and len(errors) == 1 and "Offline, " in errors[0]  # the dataset, or BERT's
+    assert err.count("note: the Hugging Face Hub") == 1 and "Traceback" not in err and "Retrying" not in err
+    assert elapsed < 20, f"{elapsed:.0f} s to say the Hub cannot be reached"

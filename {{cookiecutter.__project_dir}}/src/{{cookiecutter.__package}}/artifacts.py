@@ -7,7 +7,8 @@ describing it in `metadata.json` (where runs and their files live is runs.py's).
     model_int8.onnx     export --quantize int8: the same graph with int8 kernels
     model_int8.pt       export --quantize int8, or the fit callbacks of quantize.py: int8 weights for torch
     model.pt2           export: a torch.export program
-    metadata.json       beside the exported files: what rebuilds the model and its codec, and the checks
+    metadata.json       beside the exported files: what rebuilds the model and its codec, the checks, and each
+                        file's size and sha256 (a damaged file, or one of another export, is refused at load)
 
 `load(path)` turns any of them into a `Trained`: a predict function with the task's outputs, the codec that
 reads requests for it, and its metadata. Files are read with `torch.load(weights_only=True)`: no pickled
@@ -29,6 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ConfigError
+from .atomic import write_whole
 from .data.base import SplitDataModule
 from .data.codec import Codec
 from .int8 import quantize_int8
@@ -38,6 +40,7 @@ from .task import Task
 
 METADATA = "metadata.json"
 SUFFIXES = {".ckpt": "checkpoint", ".onnx": "onnx", ".pt": "int8", ".pt2": "pt2"}
+EXPORTED = {suffix for suffix, kind in SUFFIXES.items() if kind != "checkpoint"}  # the files metadata.json describes
 
 Predict = Callable[[tuple[torch.Tensor, ...]], dict[str, torch.Tensor]]
 
@@ -53,7 +56,12 @@ def init_arguments(saved: dict[str, Any]) -> dict[str, Any]:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    """The file's sha256, read in chunks: an exported BERT is hundreds of MB."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def build_task(metadata: dict[str, Any]) -> Task:
@@ -116,7 +124,7 @@ def describe(checkpoint: dict[str, Any], codec: Codec, data: dict[str, Any], pat
         "codec": served,
         **({} if data == served else {"data_codec": data}),
         "labels": codec.labels,
-        "model_version": f"{task}-epoch{epoch}-step{step}-{file_digest(path)}",
+        "model_version": f"{task}-epoch{epoch}-step{step}-{file_digest(path)[:12]}",
         "checkpoint": str(path),
     }
 
@@ -232,25 +240,59 @@ def load(path: str | Path, threads: int = 1) -> Trained:
         checkpoint = load_checkpoint(path)
         return Trained(torch_predict(checkpoint.model), checkpoint.codec, checkpoint.metadata, path, kind)
     metadata = read_metadata(path)
-    metadata["model_version"] = f"{metadata['model_version']}-{path.stem}-{file_digest(path)}"
+    digest = described_digest(path, metadata)
+    metadata["model_version"] = f"{metadata['model_version']}-{path.stem}-{digest[:12]}"
     codec = Codec.from_dict(metadata["codec"])
-    if kind == "onnx":
-        kind = "int8_onnx" if path.name in metadata.get("int8", {}).get("scheme", {}) else "onnx"
-        return Trained(onnx_predict(path, threads), codec, metadata, path, kind)
-    if kind == "pt2":
-        return Trained(program_predict(path, metadata), codec, metadata, path, kind)
-    return Trained(torch_predict(load_int8(path, metadata)), codec, metadata, path, kind)
+    try:
+        if kind == "onnx":
+            kind = "int8_onnx" if path.name in metadata.get("int8", {}).get("scheme", {}) else "onnx"
+            return Trained(onnx_predict(path, threads), codec, metadata, path, kind)
+        if kind == "pt2":
+            return Trained(program_predict(path, metadata), codec, metadata, path, kind)
+        return Trained(torch_predict(load_int8(path, metadata)), codec, metadata, path, kind)
+    except Exception as err:  # noqa: BLE001 - whatever the runtime's reason, the file is the user's to replace
+        reason = (str(err).strip().splitlines() or [""])[0]
+        raise ConfigError(f"{path} does not load ({type(err).__name__}: {reason}); export it again") from None
+
+
+def described_digest(path: Path, metadata: dict[str, Any]) -> str:
+    """The sha256 of `path`, once it is the file metadata.json describes: not cut short, not damaged, and not a
+    file of another export (moved beside it, or left by an export that stopped between its files)."""
+    origin = f"exported from {metadata.get('checkpoint')} of {metadata.get('task')}"
+    files = metadata.get("files", {})
+    described = files.get(path.name)
+    if described is None:  # a file left by an earlier export, or a metadata.json of an older version
+        raise ConfigError(
+            f"{path}: the {METADATA} beside it describes {', '.join(files) or 'no file'}, not this one ({origin}); "
+            "export again"
+        )
+    size = path.stat().st_size
+    if size != described["bytes"]:
+        raise ConfigError(
+            f"{path} is {size:,} bytes, {METADATA} says {described['bytes']:,}: damaged, or not the file of that "
+            f"export ({origin}); export again"
+        )
+    digest = file_digest(path)
+    if digest != described["sha256"]:
+        raise ConfigError(f"{path} is not the file {METADATA} describes ({origin}): damaged or replaced; export again")
+    return digest
 
 
 def read_metadata(artifact: Path) -> dict[str, Any]:
     path = artifact.parent / METADATA
     if not path.is_file():
         raise ConfigError(f"{artifact}: no {METADATA} beside it; `export` writes the two together")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except ValueError as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ConfigError(f"{path} is not the JSON `export` writes ({err}): damaged; export again") from None
 
 
 def write_metadata(folder: Path, metadata: dict[str, Any]) -> Path:
-    """`metadata.json` in `folder`: the one writer of that file, for export and the int8 callbacks alike."""
+    """`metadata.json` in `folder`, with the size and sha256 of each model file there (what `load` checks): the one
+    writer of that file, for export and the int8 callbacks alike. Written last, once those files are complete."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in EXPORTED)
+    metadata["files"] = {p.name: {"bytes": p.stat().st_size, "sha256": file_digest(p)} for p in files}
     path = folder / METADATA
-    path.write_text(json.dumps(metadata, indent=2) + "\n")
+    write_whole(path, (json.dumps(metadata, indent=2) + "\n").encode())
     return path

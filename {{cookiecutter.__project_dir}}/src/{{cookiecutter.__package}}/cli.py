@@ -13,6 +13,7 @@ Trainer flags: ``--trainer.devices 2 --trainer.strategy ddp --trainer.precision 
 from __future__ import annotations
 
 import inspect
+import json
 {% if cookiecutter.logger == "wandb" -%}
 import netrc
 {% endif -%}
@@ -30,6 +31,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_only
 
 from . import ConfigError
+from .atomic import use_atomic_checkpoints
 from .callbacks import (
     ConfusionMatrixPlot,
     ImageSamples,
@@ -46,7 +48,7 @@ from .hardware import check_hardware
 {%- if cookiecutter.include_gan == "yes" %}
 from .judge import ImageJudge
 {%- endif %}
-from .runs import RUNS_DIR, find_checkpoint, run_dir, task_name
+from .runs import RUNS_DIR, command_line_options, find_checkpoint, run_dir, run_of, task_name, trained_settings
 from .task import BestCheckpoint, Task
 
 # Lightning 2.6 calls a torch.utils._pytree API that newer torch deprecates; nothing a user can act on.
@@ -76,8 +78,11 @@ class ArgumentParser(LightningArgumentParser):
 
 class RoadmapCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Parse, then resolve `--ckpt_path best|last` and check the file, before Lightning reads its contents.
-        `validate`, `test` and `predict` need one (`none` asks for the untrained model)."""
+        """Parse; resolve `--ckpt_path best|last` and check the file; then parse again with the run's own model and
+        data settings under the command line's, so that a run carries what it was trained with.
+
+        `validate`, `test` and `predict` need a checkpoint (`--ckpt_path none` asks for the untrained model).
+        """
         super().parse_arguments(parser, args)
         subcommand = str(self.config.get("subcommand"))
         config = self.config.get(subcommand)
@@ -92,22 +97,19 @@ class RoadmapCLI(LightningCLI):
             config.ckpt_path = None
             return
         if config.ckpt_path in ("last", "best"):
-            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path, config.data.as_dict()))
+            config.ckpt_path = str(find_checkpoint(config.model.class_path, config.ckpt_path))
         path = Path(config.ckpt_path)
-        if not path.is_file():
-            raise ConfigError(f"--ckpt_path {path}: no such file; give best, last, or the path of a .ckpt from `fit`")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - any reason it does not load is the user's to hear
-            reason = f"{type(err).__name__}: {err}"
-            raise ConfigError(f"--ckpt_path {path} does not load: damaged, or not a checkpoint ({reason})") from None
-        theirs = checkpoint.get("hyper_parameters", {}).get("_class_path") if isinstance(checkpoint, dict) else None
-        if theirs is not None and theirs != config.model.class_path:  # weights of another task: refused, not retrained
-            ours = task_name(config.model.class_path)
-            raise ConfigError(
-                f"--ckpt_path {path} is a checkpoint of {task_name(theirs)} ({theirs}), but this config's task is "
-                f"{ours} ({config.model.class_path}): give a checkpoint of {ours}, or the config of {task_name(theirs)}"
-            )
+        checkpoint = read_checkpoint(path, config.model.class_path)
+        argv = list(sys.argv[1:] if args is None else args)
+        settings = trained_settings(checkpoint, LINKED_FROM_DATA)
+        self.config = parser.parse_args(with_run_settings(argv, subcommand, path, settings))
+        given, _ = command_line_options(argv, ("model", "data"))
+        overridden = f"; from the command line: {', '.join(f'{k} {v}' for k, v in given.items())}" if given else ""
+        print_note(f"{subcommand}: the model and data settings of {run_of(path)}, as `fit` saved them{overridden}")
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning's own reading of the checkpoint's model settings, which would override the command line's:
+        parse_arguments has read the model's and the data's, under the command line's."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         for name in LINKED_FROM_DATA:
@@ -169,7 +171,9 @@ class RoadmapCLI(LightningCLI):
                 "expects weights without gradients (ddp_find_unused_parameters_true)"
             )
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        use_atomic_checkpoints(trainer)  # a checkpoint is whole or absent, and a full disk one line
+        return trainer
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -218,6 +222,43 @@ def drop_unaccepted_hparams(model: LightningModule) -> None:
     for name in [name for name in model.hparams if name in LINKED_FROM_DATA and name not in accepted]:
         del model.hparams[name]
         initial.pop(name, None)
+
+
+def read_checkpoint(path: Path, model_class_path: str) -> dict[str, Any]:
+    """The checkpoint at `path` (its tensors mapped, not read), refused in one line where it does not load, was not
+    written by this CLI, or holds another task."""
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file; give best, last, or the path of a .ckpt from `fit`")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as err:  # noqa: BLE001 - any reason it does not load is the user's to hear
+        reason = f"{type(err).__name__}: {err}"
+        raise ConfigError(f"--ckpt_path {path} does not load: damaged, or not a checkpoint ({reason})") from None
+    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    if "_class_path" not in hparams or "_class_path" not in checkpoint.get("datamodule_hyper_parameters", {}):
+        raise ConfigError(f"--ckpt_path {path} was not written by this project's `fit`: it names no model and data")
+    theirs = hparams["_class_path"]
+    if theirs != model_class_path:  # weights of another task: refused, not retrained
+        ours = task_name(model_class_path)
+        raise ConfigError(
+            f"--ckpt_path {path} is a checkpoint of {task_name(theirs)} ({theirs}), but this config's task is "
+            f"{ours} ({model_class_path}): give a checkpoint of {ours}, or the config of {task_name(theirs)}"
+        )
+    return checkpoint
+
+
+def with_run_settings(argv: list[str], subcommand: str, path: Path, settings: dict[str, Any]) -> list[str]:
+    """`argv` with the run's model and data settings after the subcommand's config files and before its other
+    options, which override them; and the checkpoint's path for `best`/`last`, resolved once."""
+    start = argv.index(subcommand) + 1
+    after = start
+    for i, arg in enumerate(argv[start:], start):
+        if arg in ("--config", "-c"):
+            after = i + 2
+        elif arg.startswith("--config="):
+            after = i + 1
+    sections = [f"--{name}={json.dumps(value, default=str)}" for name, value in settings.items()]
+    return [*argv[:after], *sections, *argv[after:], f"--ckpt_path={path}"]
 
 
 def default_callbacks(

@@ -20,12 +20,14 @@ Each file is checked against the eager model on the codec's example request and 
 the test split with the task's own scores (accuracy, MSE, ...; none for a generator), and both go into
 metadata.json (`max_abs_difference_vs_eager`, `test_scores`), with what each int8 file really holds
 (`int8.holds`: the share of the weights in int8, and the layers left float32). Files are written to a
-temporary folder first and moved into place at the end.
+temporary folder first and moved into place at the end, metadata.json last: a full disk leaves --output as it was,
+and an export stopped between two moves leaves files that metadata.json does not describe, which `serve` refuses.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import shutil
@@ -37,11 +39,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser
 from torch import nn
 
 from . import ConfigError
 from .artifacts import (
+    METADATA,
     Checkpoint,
     Predict,
     load_checkpoint,
@@ -50,10 +54,11 @@ from .artifacts import (
     torch_predict,
     write_metadata,
 )
+from .atomic import not_written, write_whole
 from .data.base import SplitDataModule
 from .int8 import ONNX_SCHEME, onnx_weight_share, quantize_onnx
 from .quantize import calibration_batches, int8_description, save_int8
-from .runs import export_dir, find_checkpoint
+from .runs import command_line_options, export_dir, find_checkpoint, run_of
 from .scores import test_batches, test_scores
 from .task import Task
 
@@ -121,28 +126,33 @@ def export(
     files = {"eager": torch_predict(model)}  # each written file's predict, scored on the test split at the end
     output.parent.mkdir(parents=True, exist_ok=True)
     remove_abandoned_staging(output)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}-{os.getpid()}-") as tmp:
-        staging = Path(tmp)
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the exporters' progress and deprecation chatter
-            exported = torch.export.export(program, inputs, dynamic_shapes=dynamic_shapes)
-        if "pt2" in formats:
-            torch.export.save(exported, staging / "model.pt2")
-            files["model.pt2"] = program_predict(staging / "model.pt2", metadata)
-        if "onnx" in formats:
-            write_onnx(exported, staging / "model.onnx", names, list(expected), model)
-            files["model.onnx"] = onnx_predict(staging / "model.onnx")
-        if quantize:
-            metadata["int8"], int8_files = write_int8_files(checkpoint, staging, datamodule)
-            files |= int8_files
-        for name, predict in files.items():
-            if name != "eager":
-                check(metadata, name, checks, eager, predict)
-        metadata["test_scores"] = test_scores(files, model.outputs, batches)
-        write_metadata(staging, metadata)
-        output.mkdir(exist_ok=True)
-        for path in staging.iterdir():
-            os.replace(path, output / path.name)
+    try:
+        with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.name}-{os.getpid()}-") as tmp:
+            staging = Path(tmp)
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")  # the exporters' progress and deprecation chatter
+                exported = torch.export.export(program, inputs, dynamic_shapes=dynamic_shapes)
+            if "pt2" in formats:
+                buffer = io.BytesIO()  # into a file, torch reports a full disk as a RuntimeError, not an OSError
+                torch.export.save(exported, buffer)
+                write_whole(staging / "model.pt2", buffer.getvalue())
+                files["model.pt2"] = program_predict(staging / "model.pt2", metadata)
+            if "onnx" in formats:
+                write_onnx(exported, staging / "model.onnx", names, list(expected), model)
+                files["model.onnx"] = onnx_predict(staging / "model.onnx")
+            if quantize:
+                metadata["int8"], int8_files = write_int8_files(checkpoint, staging, datamodule)
+                files |= int8_files
+            for name, predict in files.items():
+                if name != "eager":
+                    check(metadata, name, checks, eager, predict)
+            metadata["test_scores"] = test_scores(files, model.outputs, batches)
+            write_metadata(staging, metadata)
+            output.mkdir(exist_ok=True)
+            for path in sorted(staging.iterdir(), key=lambda path: path.name == METADATA):  # metadata.json last
+                os.replace(path, output / path.name)
+    except OSError as err:  # a full disk while staging: the staging folder is removed, and `output` is as it was
+        raise not_written(output / Path(err.filename).name if err.filename else output, err) from None
     return metadata
 
 
@@ -169,7 +179,6 @@ def write_onnx(
     exported: torch.export.ExportedProgram, path: Path, inputs: list[str], outputs: list[str], task: Task
 ) -> None:
     """The ONNX file of `exported`, its constants folded, and the task's `finish_onnx` edits applied."""
-    import onnx
     import onnxscript.optimizer
 
     with warnings.catch_warnings(), open(os.devnull, "w") as quiet:
@@ -184,7 +193,7 @@ def write_onnx(
     # that int8 quantization can reach (the exporter's own pass folds only small tensors).
     model = onnxscript.optimizer.optimize(program.model_proto, input_size_limit=2**62, output_size_limit=2**62)
     task.finish_onnx(model)
-    onnx.save(model, path)
+    write_whole(path, model.SerializeToString())
 
 
 def write_int8_files(
@@ -198,10 +207,10 @@ def write_int8_files(
     if (staging / "model.onnx").exists():
         try:
             calibration = calibration_batches(checkpoint.codec, datamodule)
-            quantize_onnx(staging / "model.onnx", staging / "model_int8.onnx", calibration)
         except (ConfigError, OSError) as err:  # static quantization needs training batches to calibrate on
             print(f"model_int8.onnx: not written, its calibration data cannot be read here: {err}", flush=True)
         else:
+            quantize_onnx(staging / "model.onnx", staging / "model_int8.onnx", calibration)
             files["model_int8.onnx"] = onnx_predict(staging / "model_int8.onnx")
             description["scheme"]["model_int8.onnx"] = ONNX_SCHEME
             description["holds"]["model_int8.onnx"] = onnx_weight_share(staging / "model_int8.onnx")
@@ -238,15 +247,27 @@ def parser() -> ArgumentParser:
 
 
 def main(argv: list[str]) -> None:
-    args = parser().parse_args(argv)
+    """`export`: the model as its run trained it, read with that run's data settings (the data is read for the test
+    scores and the int8 calibration); a `--data.*` option given here overrides one, a `--model.*` option is refused."""
+    given, rest = command_line_options(argv, ("model", "data"))
+    if any(name.startswith("--model.") for name in given):
+        option = next(name for name in given if name.startswith("--model."))
+        raise ConfigError(f"{option}: export writes the model as `fit` trained it; to change it, train again")
+    args = parser().parse_args(rest)
     checkpoint_path = Path(args.ckpt_path)
     if args.ckpt_path in ("best", "last"):
         if args.model is None:
             raise ConfigError(
                 f"--ckpt_path {args.ckpt_path} needs --config configs/<task>.yaml to know which task's runs to search"
             )
-        checkpoint_path = find_checkpoint(args.model["class_path"], args.ckpt_path, args.data)
+        checkpoint_path = find_checkpoint(args.model["class_path"], args.ckpt_path)
     checkpoint = load_checkpoint(checkpoint_path)
+    if given:
+        shown = ", ".join(f"{name} {value}" for name, value in given.items())
+        for name, value in given.items():
+            argument = name.removeprefix("--data.").removeprefix("init_args.")
+            checkpoint.metadata["data_args"][argument] = yaml.safe_load(value)
+        print(f"note: export reads the data as {run_of(checkpoint_path)} did, but for {shown}", file=sys.stderr)
     output = args.output or export_dir(checkpoint_path)
     formats = tuple([args.format] if isinstance(args.format, str) else args.format)
     metadata = export(checkpoint, output, formats, args.quantize)

@@ -9,10 +9,72 @@ was asked for, why it could not be had, and what to do.
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from . import ConfigError
+
+T = TypeVar("T")
+CONNECT_SECONDS = 3.0  # how long the one reachability check may take
+
+
+def from_hub(load: Callable[[str], T], name: str, option: str) -> T:
+    """`load(name)`, a `from_pretrained` of a Hub name or a folder, given as `option`: failures in one line."""
+    before_hub(name)
+    try:
+        return load(name)
+    except OSError as err:  # no such name or folder, or no network (and not in the cache)
+        raise ConfigError(unreachable(name, option, err)) from None
+
+
+def before_hub(name: str) -> None:
+    """Call before asking the Hugging Face Hub for `name` (a model, tokenizer or dataset). A local folder needs no
+    Hub; otherwise the Hub is checked once per process, and where it cannot be reached offline mode is switched on
+    (and said once), so that the libraries read their caches at once instead of retrying for a minute."""
+    if not Path(name).exists():
+        hub_reachable()
+
+
+@functools.cache
+def hub_reachable() -> bool:
+    """Whether a connection to the Hub opens (at most CONNECT_SECONDS); if not, HF_HUB_OFFLINE from now on.
+    With HF_HUB_OFFLINE set, no check; behind a proxy, the libraries are left to decide."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
+        go_offline()  # also where it was set after the libraries read it
+        return False
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # the proxy, not this check, knows the way
+    url = urlsplit(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=CONNECT_SECONDS).close()
+    except OSError as err:
+        go_offline()
+        print(
+            f"note: the Hugging Face Hub ({constants.ENDPOINT}) cannot be reached ({err.strerror or err}): reading "
+            "only its local cache, as with HF_HUB_OFFLINE=1",
+            file=sys.stderr,
+            flush=True,
+        )
+        return False
+    return True
+
+
+def go_offline() -> None:
+    """HF_HUB_OFFLINE for this process, its children, and the libraries that read it when first imported."""
+    from huggingface_hub import constants
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+    if "datasets.config" in sys.modules:  # `datasets` copies the flag into its own config when imported
+        setattr(sys.modules["datasets.config"], "HF_HUB_OFFLINE", True)  # noqa: B010 - a module, not typed here
 
 
 def unreachable(name: str, option: str, err: Exception) -> str:

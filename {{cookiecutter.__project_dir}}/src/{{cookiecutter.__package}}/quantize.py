@@ -29,6 +29,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from .artifacts import Checkpoint, load_checkpoint, torch_predict, write_metadata
+from .atomic import save_whole
 from .data.base import SplitDataModule, data_module_of
 from .data.codec import Codec
 from .int8 import SCHEME, is_linear, quantize_int8, weight_share
@@ -42,7 +43,7 @@ CALIBRATION_BATCHES, CALIBRATION_BATCH_SIZE = 16, 32
 def save_int8(model: Task, path: Path) -> Task:
     """Quantize a copy of the trained model and save its weights to `path`; return the int8 model."""
     int8 = quantize_int8(copy.deepcopy(model))
-    torch.save({"scheme": SCHEME, "state_dict": int8.state_dict()}, path)
+    save_whole({"scheme": SCHEME, "state_dict": int8.state_dict()}, path)
     return int8
 
 

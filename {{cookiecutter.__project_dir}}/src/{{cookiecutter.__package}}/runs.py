@@ -34,39 +34,63 @@ def task_name(model_class_path: str) -> str:
     return model_class_path.rsplit(".", 2)[-2]
 
 
-def find_checkpoint(
-    model_class_path: str, which: Literal["best", "last"], data: dict[str, Any] | None = None, runs_dir: str = RUNS_DIR
-) -> Path:
-    """The newest `<which>.ckpt` under runs_dir of a run of this model on this data: `--ckpt_path best|last`.
+def find_checkpoint(model_class_path: str, which: Literal["best", "last"], runs_dir: str = RUNS_DIR) -> Path:
+    """The newest `<which>.ckpt` under runs_dir of a run of this model: `--ckpt_path best|last`.
 
-    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained on which data,
-    so this works whatever folder layout the logger chose. The data matches when it is the same data module
-    reading the same dataset (its `dataset` argument, where it has one): `test` of a Fashion-MNIST config does
-    not pick a model trained on MNIST. The choice is printed.
+    Every run folder holds `config.yaml` beside `checkpoints/`, which says which model it trained, so this works
+    whatever folder layout the logger chose. Whatever data that run read, the checkpoint carries it (`test`,
+    `predict` and `export` read the data as the run did), so the newest run is the one. The choice is printed.
     """
-
-    def same_data(theirs: dict[str, Any]) -> bool:
-        if data is None:
-            return True
-        ours_args, their_args = data.get("init_args") or {}, theirs.get("init_args") or {}
-        same_dataset = "dataset" not in ours_args or ours_args.get("dataset") == their_args.get("dataset")
-        return theirs.get("class_path") == data.get("class_path") and same_dataset
-
     found = []
     for ckpt in Path(runs_dir).glob(f"**/checkpoints/{which}.ckpt"):
         config_file = ckpt.parent.parent / "config.yaml"
         config = yaml.safe_load(config_file.read_text()) if config_file.exists() else {}
-        if config.get("model", {}).get("class_path") == model_class_path and same_data(config.get("data", {})):
+        if config.get("model", {}).get("class_path") == model_class_path:
             found.append(ckpt)
     if not found:
         task = task_name(model_class_path)
         raise ConfigError(
-            f"--ckpt_path {which}: no run of {task} on this data under {runs_dir}/ has checkpoints/{which}.ckpt; "
+            f"--ckpt_path {which}: no run of {task} under {runs_dir}/ has checkpoints/{which}.ckpt; "
             f"train first with `fit --config configs/{task}.yaml`, or pass the path of a .ckpt file"
         )
     chosen = max(found, key=lambda p: p.stat().st_mtime)
-    print(f"--ckpt_path {which}: {chosen}", file=sys.stderr, flush=True)
+    print(
+        f"--ckpt_path {which}: {chosen} (the newest run of {task_name(model_class_path)})", file=sys.stderr, flush=True
+    )
     return chosen
+
+
+def run_of(checkpoint: Path) -> str:
+    """The run folder a checkpoint belongs to (`runs/<task>/version_N`), or the file itself when it stands alone."""
+    return str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint)
+
+
+def trained_settings(checkpoint: dict[str, Any], linked: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """The `model` and `data` sections of the run that wrote `checkpoint`, as `fit` resolved them (LightningCLI
+    saves both as hyperparameters), without the `linked` model arguments, which the data gives again."""
+
+    def section(saved: dict[str, Any], drop: tuple[str, ...]) -> dict[str, Any]:
+        arguments = {key: value for key, value in saved.items() if not key.startswith("_") and key not in drop}
+        return {"class_path": saved["_class_path"], "init_args": arguments}
+
+    return {
+        "model": section(checkpoint["hyper_parameters"], linked),
+        "data": section(checkpoint["datamodule_hyper_parameters"], ()),
+    }
+
+
+def command_line_options(argv: list[str], sections: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:
+    """The options of these sections given in `argv`, with their values as typed (`--data.root photos` ->
+    {"--data.root": "photos"}: what overrides a run's own settings), and the rest of `argv`."""
+    given, rest = {}, []
+    args = iter(argv)
+    for arg in args:
+        name, equals, value = arg.partition("=")
+        if name.startswith(tuple(f"--{section}." for section in sections)):
+            given[name] = value if equals else next(args, "")
+        else:
+            rest.append(arg)
+    return given, rest
 
 
 def export_dir(checkpoint: Path) -> Path:

@@ -74,6 +74,13 @@ class Codec:
         """Several requests' inputs -> one batch (the server's micro-batches): each input concatenated on axis 0."""
         return tuple(torch.cat(tensors) for tensors in zip(*parts, strict=True))
 
+    def decoded_pixels(self, items: list[Any]) -> int:
+        """The pixels that encoding these inputs decodes, read from the files' headers (0 when the inputs are not
+        image files): what the server counts against its budget before it decodes any (a ValueError as `encode`)."""
+        if self.file_field and items and isinstance(items[0], str):
+            return sum(image.width * image.height for image in open_images(items))
+        return 0
+
     def sample_inputs(self, count: int) -> tuple[torch.Tensor, ...] | None:
         """`count` valid model inputs made without data, where the codec can make them (a generator's noise), for
         int8 calibration; None: they come from the training data."""
@@ -97,10 +104,10 @@ class Codec:
         return cls(**saved["init_args"])
 
 
-def read_images(items: list[str]) -> list[Image.Image]:
-    """Base64-encoded image files -> decoded images; a ValueError says which one is wrong and how.
+def open_images(items: list[str]) -> list[Image.Image]:
+    """Base64-encoded image files -> images opened but not decoded; a ValueError says which one is wrong and how.
 
-    The sizes are read from the files' headers first: an image over MAX_IMAGE_PIXELS, or a request over
+    The sizes are read from the files' headers: an image over MAX_IMAGE_PIXELS, or a request over
     MAX_REQUEST_PIXELS in all, is refused before a single pixel is decoded.
     """
     opened: list[Image.Image] = []
@@ -120,6 +127,12 @@ def read_images(items: list[str]) -> list[Image.Image]:
     total = sum(each.width * each.height for each in opened)
     if total > MAX_REQUEST_PIXELS:
         raise ValueError(f"the images hold {total} pixels together, over the limit of {MAX_REQUEST_PIXELS}")
+    return opened
+
+
+def read_images(items: list[str]) -> list[Image.Image]:
+    """Base64-encoded image files -> decoded images, once `open_images` has checked their sizes."""
+    opened = open_images(items)
     for number, each in enumerate(opened, start=1):
         try:
             each.load()

@@ -21,6 +21,7 @@ A batch is `(token_ids (N, L), lengths (N,), labels (N,))`; padding is where pos
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,7 +32,7 @@ from pydantic import Field, field_validator
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .. import ConfigError, require_positive
-from ..hub import unreachable
+from ..hub import before_hub, from_hub
 from .base import SplitDataModule
 from .codec import Codec, Request
 
@@ -80,10 +81,7 @@ def pretrained_tokenizer(name: str, max_length: int) -> Tokenizer:
     """The tokenizer of a pretrained model (a Hub name or a folder), set to cut at `max_length` and pad per batch."""
     from transformers import AutoTokenizer  # only projects with a pretrained text model have transformers
 
-    try:
-        loaded = AutoTokenizer.from_pretrained(name)
-    except OSError as err:
-        raise ConfigError(unreachable(name, "--data.tokenizer", err)) from None
+    loaded = from_hub(AutoTokenizer.from_pretrained, name, "--data.tokenizer")
     tokenizer = loaded.backend_tokenizer  # the fast tokenizer itself: it travels as JSON, like a trained one
     tokenizer.enable_truncation(max_length)
     tokenizer.enable_padding(pad_id=loaded.pad_token_id or 0, pad_token=loaded.pad_token or PAD)
@@ -192,11 +190,20 @@ class TextDataModule(SplitDataModule):
         self.label_names, self.min_frequency, self.val_size, self.seed = list(labels), min_frequency, val_size, seed
         self.predict_texts, self.predict_file = predict_texts, predict_file  # what `predict` classifies, if given
         self.max_length = max_length
-        self.pretrained = pretrained_tokenizer(tokenizer, max_length) if tokenizer else None
+        self.tokenizer, self.trained_vocab_size = tokenizer, vocab_size
         self.num_classes = len(labels)  # linked to the model, as are vocab_size and max_length
-        self.vocab_size = self.pretrained.get_vocab_size() if self.pretrained else vocab_size
         self.texts_to_predict: list[str] = []
         # The codec comes with the tokenizer: trained in setup() on the train split, or restored from a checkpoint.
+
+    @functools.cached_property
+    def pretrained(self) -> Tokenizer | None:
+        """The pretrained model's tokenizer, read when first needed: a trained model's checkpoint holds it, so
+        `export` and `serve` never read it, and `predict` and `test` only for its size."""
+        return pretrained_tokenizer(self.tokenizer, self.max_length) if self.tokenizer else None
+
+    @property
+    def vocab_size(self) -> int:
+        return self.pretrained.get_vocab_size() if self.pretrained else self.trained_vocab_size
 
     # ---- loading ----------------------------------------------------------------------------------
 
@@ -212,6 +219,7 @@ class TextDataModule(SplitDataModule):
                 if len(suffixes) != 1 or (suffix := suffixes.pop()) not in FORMATS:
                     raise ConfigError(f"data_files must all be one of {sorted(FORMATS)}, got {sorted(files.values())}")
                 return datasets.load_dataset(FORMATS[suffix], data_files=dict(files))
+            before_hub(str(self.dataset))  # not None: __init__ asks for a dataset or data_files
             return datasets.load_dataset(self.dataset)
         except ConfigError:
             raise

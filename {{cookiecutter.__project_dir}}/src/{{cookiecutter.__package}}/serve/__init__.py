@@ -3,7 +3,8 @@
 - `app.py`: `create_app(settings)` assembles the app around one loaded model, and `main` starts it.
 - `settings.py`: the settings, from options, SERVE_* environment variables or a config file.
 - `routes.py`: /health, /metadata, /predict and /predict/file, on APIRouters.
-- `errors.py`: the JSON errors and the body size limit.
+- `errors.py`: the JSON errors, and the limits on a body's size and on how long it takes to arrive.
 - `batching.py`: gathers concurrent requests into one forward pass (maximum size, maximum wait).
+- `budget.py`: the image pixels all requests may be decoding at once, and the memory handed back after.
 - `schemas.py`: the response bodies; each codec (data/) names its request body.
 """

@@ -51,7 +51,9 @@ def create_app(settings: ServeSettings, trained: Trained | None = None) -> FastA
         lifespan=lifespan,
     )
     app.state.service = Service(trained, settings, batcher)
-    app.add_middleware(BodyLimits, limit=settings.max_body_bytes, timeout=settings.body_timeout_s)
+    app.add_middleware(
+        BodyLimits, limit=settings.max_body_bytes, timeout=settings.body_timeout_s, deadline=settings.body_deadline_s
+    )
     add_error_handlers(app)
     # The API key, when there is one, guards every route but /health, and only then is it in the document.
     guard, refusal = ([Depends(check_api_key)], errors(401)) if settings.api_key else ([], {})

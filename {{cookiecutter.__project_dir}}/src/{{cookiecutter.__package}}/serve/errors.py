@@ -2,9 +2,10 @@
 
 422: malformed JSON, wrong types, shapes or values, more inputs than `max_batch_size`, or an input the
 model has no finite answer for; 413: a body over `max_body_bytes`; 415: a body that is not JSON; 408: a
-body that stops arriving; 400: a multipart upload that does not parse; 401: a missing or wrong API key;
-404 and 405: no such route or method; 500: a bug, logged with its traceback, answered without one. The
-server keeps serving after each. /openapi.json lists, for each route, the statuses it can answer
+body that stops arriving, or arrives too slowly; 400: a multipart upload that does not parse; 401: a missing
+or wrong API key; 404 and 405: no such route or method; 503: images to decode while the server's pixel
+budget is taken (budget.py); 500: a bug, logged with its traceback, answered without one. The server keeps
+serving after each. /openapi.json lists, for each route, the statuses it can answer
 (schemas.ERRORS), and no other.
 """
 
@@ -48,10 +49,11 @@ def add_error_handlers(app: FastAPI) -> None:
 
 class BodyLimits:
     """ASGI middleware: a body over `limit` bytes gets 413 before the app reads it, declared or streamed; a body that
-    stops arriving for `timeout` seconds (a Content-Length that promises more than is sent) gets 408."""
+    stops arriving for `timeout` seconds (a Content-Length that promises more than is sent) gets 408, and so does
+    one not all arrived `deadline` seconds after its headers (a byte every few seconds is never idle for long)."""
 
-    def __init__(self, app: ASGIApp, limit: int, timeout: float) -> None:
-        self.app, self.limit, self.timeout = app, limit, timeout
+    def __init__(self, app: ASGIApp, limit: int, timeout: float, deadline: float) -> None:
+        self.app, self.limit, self.timeout, self.deadline = app, limit, timeout, deadline
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -59,18 +61,27 @@ class BodyLimits:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             return await refusal(413, f"request body over the limit of {self.limit} bytes")(scope, receive, send)
-        received, refused = 0, False
+        received, refused, arrived = 0, False, False
+        deadline = asyncio.get_running_loop().time() + self.deadline
 
         async def counted() -> Message:
             # A streamed body (no content-length) is counted as it arrives: over the limit, answer 413 now and
             # tell the app the client left, so it stops reading; whatever the app answers then is dropped.
-            nonlocal received, refused
+            nonlocal received, refused, arrived
+            if arrived:  # the body is all here: the app now only listens for the client leaving
+                return await receive()
+            left = deadline - asyncio.get_running_loop().time()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout)
+                message = await asyncio.wait_for(receive(), min(self.timeout, max(left, 0)))
             except TimeoutError:
                 refused = True
-                await refusal(408, f"the request body stopped arriving for {self.timeout} s")(scope, receive, send)
+                if left > self.timeout:
+                    error = f"the request body stopped arriving for {self.timeout} s"
+                else:
+                    error = f"the request body was still arriving {self.deadline} s after its headers; send it at once"
+                await refusal(408, error)(scope, receive, send)
                 return {"type": "http.disconnect"}
+            arrived = not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.limit and not refused:
                 refused = True

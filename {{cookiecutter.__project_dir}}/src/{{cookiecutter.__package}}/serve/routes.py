@@ -16,10 +16,11 @@ import base64
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, HTTPException, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
@@ -31,6 +32,7 @@ from starlette.requests import ClientDisconnect
 from ..artifacts import Trained
 from ..data.codec import Request as PredictRequest
 from .batching import MicroBatcher
+from .budget import PixelBudget
 from .schemas import HealthResponse, MetadataResponse, PredictResponse, errors
 from .settings import ServeSettings
 
@@ -41,11 +43,18 @@ PLAYGROUND = (resources.files(__package__) / "playground.html").read_text(encodi
 
 @dataclass
 class Service:
-    """What every route works with: one loaded model, its codec, the settings, and the batcher."""
+    """What every route works with: one loaded model, its codec, the settings, and the batcher; and what bounds the
+    decoding of requests: the pixel budget, and the threads (`decode_threads`, not starlette's 40)."""
 
     trained: Trained
     settings: ServeSettings
     batcher: MicroBatcher
+    budget: PixelBudget = field(init=False)
+    decoders: anyio.CapacityLimiter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.budget = PixelBudget(self.settings.max_decoding_pixels)
+        self.decoders = anyio.CapacityLimiter(self.settings.decode_threads)
 
     def is_light(self, body: PredictRequest, body_bytes: int) -> bool:
         """Whether encoding this request costs less than handing it to a worker thread: a body of at most
@@ -60,14 +69,20 @@ class Service:
         A light request (`is_light`: numbers, pixel rows, a short text, a seed) is encoded and decoded here, on
         the event loop: two hops to a worker thread and back would cost more than the work, and under load
         they were much of the tail latency. Heavier work (decoding images, tokenizing long texts, writing PNG
-        answers) runs in worker threads, as the model does, so the event loop keeps answering other requests.
+        answers) runs in worker threads, as the model does, so the event loop keeps answering other requests;
+        encoding on at most `decode_threads` at once, image files holding their pixels of the budget (budget.py).
         """
         items = body.items()
         if len(items) > self.settings.max_batch_size:
             raise HTTPException(422, f"{len(items)} inputs in one request; the limit is {self.settings.max_batch_size}")
         codec, light = self.trained.codec, self.is_light(body, body_bytes)
         try:
-            inputs = codec.encode(items) if light else await run_in_threadpool(codec.encode, items)
+            if light:
+                inputs = codec.encode(items)
+            else:
+                pixels = await run_in_threadpool(codec.decoded_pixels, items) if codec.file_field else 0
+                async with self.budget.hold(pixels):
+                    inputs = await anyio.to_thread.run_sync(codec.encode, items, limiter=self.decoders)
         except ValueError as err:
             raise HTTPException(422, str(err)) from None
         outputs = await self.batcher.submit(inputs)
@@ -145,7 +160,7 @@ async def metadata(service: ServiceDep) -> MetadataResponse:
 
 # The body is parsed and validated in one step by pydantic (several times faster than FastAPI's json.loads, then
 # validation), and the answer is sent as built; create_app documents the codec's body schema in /docs.
-@guarded.post("/predict", response_model=PredictResponse, responses=errors(408, 413, 415, 422))
+@guarded.post("/predict", response_model=PredictResponse, responses=errors(408, 413, 415, 422, 503))
 async def predict(request: Request, service: ServiceDep) -> Response:
     # JSON only: a browser sends text/plain (or a form) to another site without asking it first (no preflight).
     if request.headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
@@ -160,7 +175,7 @@ async def predict(request: Request, service: ServiceDep) -> Response:
 uploads = APIRouter()  # added by create_app when the codec reads files
 
 
-@uploads.post("/predict/file", response_model=PredictResponse, responses=errors(400, 408, 413, 422))
+@uploads.post("/predict/file", response_model=PredictResponse, responses=errors(400, 408, 413, 422, 503))
 async def predict_files(files: list[UploadFile], service: ServiceDep) -> Response:
     """One or more files (`curl -F files=@a.png -F files=@b.png`): as if sent base64-encoded in JSON."""
     codec = service.trained.codec

@@ -41,13 +41,15 @@ class ErrorResponse(BaseModel):
 ERRORS = {
     400: "a multipart upload that does not parse",
     401: "missing or wrong API key in the X-API-Key header",
-    408: "the request body stopped arriving for `body_timeout_s`",
+    408: "the request body stopped arriving for `body_timeout_s`, or was still arriving `body_deadline_s` after its "
+    "headers",
     413: "the request body is over `max_body_bytes`",
     415: "the request body is not JSON (content-type: application/json)",
     422: "the request does not match the schema (more inputs than `max_batch_size` included), or an input is wrong "
     "in a way no schema says: an image file that is not an image, too large or damaged; an input the model has no "
     "finite answer for",
-    503: "the model failed on its own example request",
+    503: "/health: the model failed on its own example request; /predict: the server is decoding as many image "
+    "pixels as `max_decoding_pixels` allows (try again after the Retry-After header's seconds)",
 }
 
 

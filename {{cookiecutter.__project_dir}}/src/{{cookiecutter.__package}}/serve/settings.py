@@ -12,6 +12,8 @@ from pathlib import Path
 from jsonargparse import ActionConfigFile, ArgumentParser
 from pydantic import BaseModel, Field
 
+from ..data.codec import MAX_REQUEST_PIXELS
+
 
 class ServeSettings(BaseModel):
     """Settings of `serve`."""
@@ -25,6 +27,14 @@ class ServeSettings(BaseModel):
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits for more requests")
     max_body_bytes: int = Field(2_000_000, ge=1, description="larger request bodies get 413")
     body_timeout_s: float = Field(10.0, gt=0, description="a body that stops arriving this long gets 408")
+    body_deadline_s: float = Field(30.0, gt=0, description="a body still arriving this long after its headers: 408")
+    max_decoding_pixels: int = Field(
+        MAX_REQUEST_PIXELS,
+        ge=1,
+        description="image pixels being decoded at once, all requests together (up to 8 bytes each); a request that "
+        "finds them taken waits up to a second, then gets 503 with Retry-After",
+    )
+    decode_threads: int = Field(4, ge=1, description="worker threads that decode requests (image files, long texts)")
     api_key: str | None = Field(None, description="if set, /predict and /metadata need it in the X-API-Key header")
     threads: int = Field(1, ge=1, description="CPU threads for the model")
     access_log: bool = Field(True, description="log a line per request (false: errors and startup only)")

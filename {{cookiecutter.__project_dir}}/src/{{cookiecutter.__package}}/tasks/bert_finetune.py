@@ -22,6 +22,7 @@ the [CLS] token (sentence-embedding models such as MiniLM were trained that way)
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import torch
@@ -37,16 +38,13 @@ from transformers import (
 
 from .. import ConfigError
 from ..classification import ClassificationTask
-from ..hub import unreachable
+from ..hub import from_hub
 from ..optim import ParamGroup, decay_groups
 
 
 def pretrained_config(name: str, num_classes: int) -> dict[str, Any]:
-    try:
-        config = AutoConfig.from_pretrained(name, num_labels=num_classes)
-    except OSError as err:
-        raise ConfigError(unreachable(name, "--model.pretrained", err)) from None
-    return config.to_dict()
+    load = functools.partial(AutoConfig.from_pretrained, num_labels=num_classes)
+    return from_hub(load, name, "--model.pretrained").to_dict()
 
 
 class BertClassifier(ClassificationTask):
@@ -89,10 +87,8 @@ class BertClassifier(ClassificationTask):
     def setup(self, stage: str) -> None:
         """The pretrained weights, read when training starts (never when a trained model is loaded to serve)."""
         if stage == "fit":
-            try:
-                loaded = AutoModelForSequenceClassification.from_pretrained(self.pretrained, config=self.model.config)
-            except OSError as err:
-                raise ConfigError(unreachable(self.pretrained, "--model.pretrained", err)) from None
+            load = functools.partial(AutoModelForSequenceClassification.from_pretrained, config=self.model.config)
+            loaded = from_hub(load, self.pretrained, "--model.pretrained")
             self.model.load_state_dict(loaded.state_dict())
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

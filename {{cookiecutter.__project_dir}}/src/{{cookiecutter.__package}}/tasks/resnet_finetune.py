@@ -22,8 +22,8 @@ torch's hub cache), the path of a file (a state dict, or a checkpoint of this pr
 of your own runs), or null (from scratch). The data module's default preprocessing is ImageNet's, which
 these weights expect. `channels_last` stores activations in the memory layout GPU convolutions prefer.
 
-    python -m {{ cookiecutter.__package }} fit --config configs/resnet_finetune.yaml --data.root photos
-    python -m {{ cookiecutter.__package }} predict --config configs/resnet_finetune.yaml --ckpt_path best --data.root photos
+    python -m {{ cookiecutter.__package }} fit --config configs/resnet_finetune.yaml --data.dataset null --data.root photos
+    python -m {{ cookiecutter.__package }} predict --config configs/resnet_finetune.yaml --ckpt_path best  # the run's photos
 """
 
 from __future__ import annotations

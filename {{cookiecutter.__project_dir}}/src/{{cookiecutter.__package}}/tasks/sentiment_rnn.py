@@ -29,7 +29,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from .. import ConfigError, require_positive, require_probability
 from ..classification import ClassificationTask
 from ..data.text import PAD_ID
-from ..hub import unreachable
+from ..hub import from_hub
 
 if TYPE_CHECKING:
     import onnx
@@ -98,10 +98,7 @@ def pretrained_embeddings(name: str) -> torch.Tensor:
         from transformers import AutoModel
     except ImportError:
         raise ConfigError("--model.embeddings needs transformers: pip install -e '.[pretrained]'") from None
-    try:
-        model = AutoModel.from_pretrained(name)
-    except OSError as err:
-        raise ConfigError(unreachable(name, "--model.embeddings", err)) from None
+    model = from_hub(AutoModel.from_pretrained, name, "--model.embeddings")
     return model.get_input_embeddings().weight.detach().clone()
 
 
