@@ -69,6 +69,13 @@ def test_the_frozen_phase_changes_nothing_in_the_backbone_and_the_next_one_does(
     assert not torch.equal(unfrozen["bn1.running_mean"], hub_weights["bn1.running_mean"])
 
 
+def test_a_backbone_with_random_weights_is_never_frozen(run_cli):
+    """Freezing keeps what pretraining learnt; random weights hold nothing to keep, so they train from epoch 0."""
+    cli = run_cli("fit", "resnet_finetune", *SHORT, "--model.weights", "null", "--model.freeze_epochs", "1")
+    assert all(p.requires_grad for module in cli.model.backbone() for p in module.parameters())  # in epoch 0, the last
+    assert cli.model.model.bn1.running_mean.abs().sum() > 0  # batch norm trained too: it starts at zeros
+
+
 @pytest.mark.slow
 def test_the_unfrozen_backbone_trains_alike_in_every_ddp_process(workdir, data_args, hub_weights):
     """DDP averages the gradients of the parameters that needed one when it wrapped the model, so the backbone is

@@ -154,6 +154,11 @@ class ImageFolderDataModule(SplitDataModule):
         """`root`: the image folder, or where `dataset` (a torchvision dataset's class name: CIFAR10) is kept.
 
         Args:
+            image_size: the side, in pixels, of the square the model sees: evaluation's centre crop and training's
+                random one. 224 suits photos and ImageNet weights, but scales 32-pixel images up 7 times (49 times the
+                compute): set it near their size, `resize` a little larger: --data.image_size 32 --data.resize 36.
+            resize: the shorter side, in pixels, an image is scaled to before evaluation's centre crop of
+                `image_size`; a little larger than it (256 for 224).
             skip_bad_images: train without the files that do not read as images (empty, cut short, not an image),
                 saying how many; by default they are named, all of them, and the run refused.
         """

@@ -19,8 +19,9 @@ then the head's) and one one-cycle schedule over the whole run, with a group for
 
 `weights` is the name of torchvision's weights (`DEFAULT`, `IMAGENET1K_V1`, ...; downloaded once into
 torch's hub cache), the path of a file (a state dict, or a checkpoint of this project: transfer from one
-of your own runs), or null (from scratch). The data module's default preprocessing is ImageNet's, which
-these weights expect. `channels_last` stores activations in the memory layout GPU convolutions prefer.
+of your own runs), or null (from scratch: random weights hold nothing to keep, so nothing is frozen). The
+data module's default preprocessing is ImageNet's, which these weights expect. `channels_last` stores
+activations in the memory layout GPU convolutions prefer.
 
     python -m {{ cookiecutter.__package }} fit --config configs/resnet_finetune.yaml --data.dataset null --data.root photos
     python -m {{ cookiecutter.__package }} predict --config configs/resnet_finetune.yaml --ckpt_path best  # the run's photos
@@ -118,6 +119,16 @@ class ResNetClassifier(ClassificationTask):
         scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = False,
     ) -> None:
+        """A torchvision ResNet with a new head for the data's `num_classes`, fine-tuned in two phases.
+
+        Args:
+            arch: the torchvision ResNet (resnet18, resnet50, ...).
+            weights: torchvision's weights by name (DEFAULT, IMAGENET1K_V2, ...), a .pth state dict or a .ckpt of
+                this project, or null: random weights.
+            freeze_epochs: the first epochs train the head alone, the backbone frozen; ignored when `weights` is
+                null: random weights hold nothing to keep.
+            backbone_lr: the backbone's learning rate; the head's is `lr`.
+        """
         super().__init__(num_classes, lr, weight_decay, optimizer, scheduler)
         self.save_hyperparameters()
         require_positive(self, backbone_lr=backbone_lr)
@@ -152,7 +163,8 @@ class ResNetClassifier(ClassificationTask):
         return self.model(images.contiguous(memory_format=self.memory_format))
 
     def configure_callbacks(self) -> list[Callback]:
-        return [FreezeBackbone(self.freeze_epochs)] if self.freeze_epochs else []
+        pretrained = self.weights is not None  # a random backbone has nothing to keep: it trains from epoch 0
+        return [FreezeBackbone(self.freeze_epochs)] if self.freeze_epochs and pretrained else []
 
     def parameter_groups(self) -> list[ParamGroup]:
         """Two learning rates: the backbone's `backbone_lr`, and the head's, the optimizer's own (`lr` by default)."""
