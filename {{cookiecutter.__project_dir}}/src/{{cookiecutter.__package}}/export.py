@@ -12,6 +12,8 @@ makes of a request (the same preprocessing as training), with a dynamic batch ax
     model.pt2       a torch.export program (torch.export.load)
     model_int8.pt   with --quantize int8: int8 weights for torch on the CPU (torchao; see quantize.py)
     model_int8.onnx with --quantize int8: int8 kernels for ONNX Runtime, the fastest on a CPU (see quantize.py)
+    README.md       a model card in the Hugging Face format: what the model is, its data, the comparison
+                    below, how to serve it, and the run's config (model_card.py; `hf upload` publishes it)
     metadata.json   task, labels, inputs and outputs, and the codec (the preprocessing, the tokenizer
                     included), so that a server needs nothing else
 
@@ -57,6 +59,7 @@ from .artifacts import (
 from .atomic import not_written, write_whole
 from .data.base import SplitDataModule
 from .int8 import ONNX_SCHEME, onnx_weight_share, quantize_onnx
+from .model_card import model_card
 from .quantize import calibration_batches, int8_description, save_int8
 from .runs import command_line_options, export_dir, find_checkpoint, run_of
 from .scores import test_batches, test_scores
@@ -121,6 +124,7 @@ def export(
             for name, tensor in zip(names, inputs, strict=True)
         ],
         "outputs": list(expected),
+        "parameters": sum(p.numel() for p in model.parameters()),  # the model card's weights count
         "max_abs_difference_vs_eager": {},
     }
     files = {"eager": torch_predict(model)}  # each written file's predict, scored on the test split at the end
@@ -148,6 +152,9 @@ def export(
                     check(metadata, name, checks, eager, predict)
             metadata["test_scores"] = test_scores(files, model.outputs, batches)
             write_metadata(staging, metadata)
+            config = Path(run_of(Path(metadata["checkpoint"]))) / "config.yaml"  # the run's resolved config
+            card = model_card(metadata, config.read_text() if config.is_file() else None)
+            write_whole(staging / "README.md", card.encode())  # moved with the model files
             output.mkdir(exist_ok=True)
             for path in sorted(staging.iterdir(), key=lambda path: path.name == METADATA):  # metadata.json last
                 os.replace(path, output / path.name)
