@@ -21,9 +21,10 @@
    `predict` and response (max_batch_size 32, batch_timeout 2 ms), one after the other, each with one
    torch thread. A closed-loop client (aiohttp) on the same machine sends a fixed number of one-example
    requests at concurrency 1, 8 and 32: throughput, p50 and p99 latency,
-   errors, and the server's resident memory before and after. The in-process model (no HTTP, batch 1)
-   is the ceiling. The client shares the 2 cores with the server, so absolute numbers are low; the
-   ratios between servers measured the same way are the point.
+   errors, and the server's resident memory before and after. `serve` counts every request for /metrics (its
+   default); it runs again at c=32 with `--metrics false`, for what the counting costs (the on/off ratios).
+   The in-process model (no HTTP, batch 1) is the ceiling. The client shares the 2 cores with the server, so
+   absolute numbers are low; the ratios between servers measured the same way are the point.
 
     python benchmarks/deploy.py            # about 25 minutes on 2 CPU cores
     python benchmarks/deploy.py --only gan # one task, no server: its figures replace its own in deploy.json
@@ -353,6 +354,16 @@ def in_process_rps(project: Path, checkpoint: Path, seconds: float = 5.0) -> flo
     return float(done.stdout.strip().splitlines()[-1])
 
 
+def serve_command(project: Path, checkpoint: Path, port: int, *options: str) -> list[str]:
+    """`serve` as benchmarked: batches of up to MAX_BATCH, 1 thread, no access log, /metrics on unless `options`."""
+    return [
+        *[sys.executable, "-m", package_of(project), "serve", "--model", str(checkpoint), "--port", str(port)],
+        *["--max_batch_size", str(MAX_BATCH), "--max_wait_ms", str(MAX_WAIT_MS), "--threads", "1"],
+        *["--access_log", "false"],  # LitServe runs at log level warning: no line per request either
+        *options,
+    ]
+
+
 def server_benchmark(project: Path, task: str, quick: bool) -> dict:
     checkpoint = best_checkpoint(project, task)
     sys.path.insert(0, str(project / "src"))
@@ -364,29 +375,10 @@ def server_benchmark(project: Path, task: str, quick: bool) -> dict:
     counts = {1: 400, 8: 800, 32: 2000}  # c=32's p99 is its 20th slowest request: not one unlucky one
     counts = {c: n // 8 for c, n in counts.items()} if quick else counts
     port = free_port()
-    ours = serve_and_load(
-        [
-            sys.executable,
-            "-m",
-            package_of(project),
-            "serve",
-            "--model",
-            str(checkpoint),
-            "--port",
-            str(port),
-            "--max_batch_size",
-            str(MAX_BATCH),
-            "--max_wait_ms",
-            str(MAX_WAIT_MS),
-            "--threads",
-            "1",
-            "--access_log",  # LitServe runs at log level warning: no line per request either
-            "false",
-        ],
-        project,
-        port,
-        body,
-        counts,
+    ours = serve_and_load(serve_command(project, checkpoint, port), project, port, body, counts)
+    port = free_port()  # the same server without /metrics, at c=32 only: what counting every request costs
+    bare = serve_and_load(
+        serve_command(project, checkpoint, port, "--metrics", "false"), project, port, body, {32: counts[32]}
     )
     port = free_port()
     lit = serve_and_load(
@@ -396,7 +388,13 @@ def server_benchmark(project: Path, task: str, quick: bool) -> dict:
         body,
         counts,
     )
-    return {"task": task, "serve": ours, "litserve": lit, "in_process_rps_batch1": in_process_rps(project, checkpoint)}
+    return {
+        "task": task,
+        "serve": ours,
+        "serve_metrics_off": bare,
+        "litserve": lit,
+        "in_process_rps_batch1": in_process_rps(project, checkpoint),
+    }
 
 
 def report_server(server: dict) -> None:
@@ -414,6 +412,12 @@ def report_server(server: dict) -> None:
             f"c={c:<8} {ours['throughput_rps']:>10.0f} {ours['p50_ms']:>8.1f} {ours['p99_ms']:>8.1f} "
             f"{ours['errors_5xx']:>5} {lit['throughput_rps']:>13.0f} {lit['p50_ms']:>8.1f} {lit['p99_ms']:>8.1f}"
         )
+    on, off = server["serve"]["c32"], server["serve_metrics_off"]["c32"]
+    print(
+        f"/metrics on over off, c=32: throughput {on['throughput_rps'] / off['throughput_rps']:.3f}x "
+        f"({on['throughput_rps']:.0f} / {off['throughput_rps']:.0f} rps), "
+        f"p99 {on['p99_ms'] / off['p99_ms']:.3f}x ({on['p99_ms']:.1f} / {off['p99_ms']:.1f} ms)"
+    )
 
 
 def main() -> None:
@@ -467,6 +471,9 @@ def main() -> None:
             "litserve_throughput_c32": server["litserve"]["c32"]["throughput_rps"],
             "p99_ms_c32": server["serve"]["c32"]["p99_ms"],
             "litserve_p99_ms_c32": server["litserve"]["c32"]["p99_ms"],
+            "metrics_throughput_ratio_c32": server["serve"]["c32"]["throughput_rps"]
+            / server["serve_metrics_off"]["c32"]["throughput_rps"],
+            "metrics_p99_ratio_c32": server["serve"]["c32"]["p99_ms"] / server["serve_metrics_off"]["c32"]["p99_ms"],
             **server,
         }
     results["quick"] = args.quick

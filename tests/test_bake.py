@@ -55,6 +55,7 @@ ALWAYS = {
     f"{SRC}/serve/app.py",
     f"{SRC}/serve/batching.py",
     f"{SRC}/serve/budget.py",
+    f"{SRC}/serve/metrics.py",
     f"{SRC}/serve/errors.py",
     f"{SRC}/serve/routes.py",
     f"{SRC}/serve/schemas.py",

@@ -28,6 +28,7 @@ import uvicorn
 from conftest import QUICKEST, TASKS, LiveServer, free_port, launch_env
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import Field
 
 from {{ cookiecutter.__package }}.artifacts import Trained, load_checkpoint, load_int8, onnx_predict, read_metadata, torch_predict
@@ -159,10 +160,11 @@ def test_concurrent_requests_share_forward_passes_and_each_gets_its_own_answer(a
                 return await asyncio.gather(*(http.post("/predict", json=b) for b in bodies))
 
         responses = asyncio.run(send_all())
+        batches = scraped(httpx.get(f"{server.url}/metrics").text, "serve_batch_size_bucket")
     assert all(r.status_code == 200 for r in responses)
     for i, response in enumerate(responses):
         assert_same_answers(response.json()["predictions"][0], alone[i % 2])
-    assert max(app.state.service.batcher.batch_sizes) > 1, "concurrent requests were never batched together"
+    assert batches[("1.0",)] < batches[("+Inf",)], "concurrent requests were never batched together"
 
 
 def png_of(image: Image.Image) -> str:
@@ -499,6 +501,101 @@ def test_api_key_guards_predict_and_metadata_but_not_health(artifacts):
         assert client.get("/metadata").status_code == 401
         assert client.get("/health").status_code == 200
         assert client.post("/predict", json=body, headers={"X-API-Key": "s3cret"}).status_code == 200
+
+
+def scraped(metrics: str, name: str) -> dict[tuple[str, ...], float]:
+    """The samples called `name` in a /metrics answer, by their labels' values in the order of the labels' names:
+    {("/predict", "200"): 3.0, ...} for (route, status), {("+Inf", "/predict"): 7.0, ...} for (le, route)."""
+    families = text_string_to_metric_families(metrics)
+    samples = (sample for family in families for sample in family.samples if sample.name == name)
+    return {tuple(value for _, value in sorted(sample.labels.items())): sample.value for sample in samples}
+
+
+def test_metrics_count_each_kind_of_request_and_each_forward_pass_exactly(artifacts):
+    """N requests of each kind, one at a time (so each is a forward pass of its own): /metrics counts every one
+    under its route and status, each refusal under its reason, and every batch size, to the unit."""
+    n, key, plain = 3, {"X-API-Key": "k"}, {"X-API-Key": "k", "content-type": "text/plain"}
+    ((field, examples),) = example_body(QUICKEST, artifacts).items()
+    started = time.perf_counter()
+    app = create_app(ServeSettings(model=artifacts(QUICKEST, "checkpoint"), api_key="k", max_body_bytes=1000))
+    created_in = time.perf_counter() - started
+    with TestClient(app) as client:
+        for _ in range(n):
+            for size in (1, 2, 4):
+                assert client.post("/predict", json={field: examples[:1] * size}, headers=key).status_code == 200
+            assert client.post("/predict", json={field: []}, headers=key).status_code == 422
+            assert client.post("/predict", json={field: examples}).status_code == 401
+            assert client.post("/predict", content="{}", headers=plain).status_code == 415
+            assert client.post("/predict", content=b" " * 1001, headers=key).status_code == 413
+            assert client.get("/nothing-here").status_code == 404
+        assert client.get("/metrics").status_code == 401  # behind the key, as /predict is
+        text = client.get("/metrics", headers=key).text
+    predict, metrics = {("/predict", str(status)) for status in (200, 401, 413, 415, 422)}, ("/metrics", "401")
+    assert scraped(text, "serve_requests_total") == {
+        **dict.fromkeys(predict, n),
+        ("/predict", "200"): 3 * n,
+        ("other", "404"): n,
+        metrics: 1,
+    }
+    reasons = ("bad_input", "unauthorized", "not_json", "body_too_large", "no_such_route")
+    assert scraped(text, "serve_refused_total") == {**{(r,): n for r in reasons}, ("unauthorized",): n + 1}
+    latency = scraped(text, "serve_request_duration_seconds_count")
+    assert latency == {("/predict",): 7 * n, ("other",): n, ("/metrics",): 1}
+    assert 0 < sum(scraped(text, "serve_request_duration_seconds_sum").values()) < time.perf_counter() - started
+    assert scraped(text, "serve_request_duration_seconds_bucket")[("+Inf", "/predict")] == 7 * n
+    # 3n forward passes, of 1, 2 and 4 examples (the refused requests never reached the model)
+    buckets = scraped(text, "serve_batch_size_bucket")
+    assert [buckets[(le,)] for le in ("1.0", "2.0", "4.0", "+Inf")] == [n, 2 * n, 3 * n, 3 * n]
+    assert scraped(text, "serve_batch_size_sum") == {(): 7 * n}
+    assert scraped(text, "serve_queue_depth") == {(): 0}
+    assert 0 < scraped(text, "serve_model_load_seconds")[()] < created_in
+
+
+def test_queue_depth_counts_the_requests_waiting_for_the_model(tmp_path):
+    """The gauge is read when /metrics is scraped: 3 requests wait while the model answers a first."""
+    release = threading.Event()
+
+    def slow(noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        release.wait(30)
+        return {"image": torch.zeros(len(noise), 1, 8, 8)}
+
+    trained = Trained(slow, NoiseCodec(), TINY_GAN, tmp_path / "tiny.ckpt", "checkpoint")
+    app = create_app(ServeSettings(model=trained.path, max_batch_size=1), trained)
+    statuses: list[int] = []
+    with LiveServer(app) as server:
+
+        def depth() -> float:
+            return scraped(httpx.get(f"{server.url}/metrics").text, "serve_queue_depth")[()]
+
+        def send() -> None:
+            statuses.append(httpx.post(f"{server.url}/predict", json={"seed": 1}, timeout=60).status_code)
+
+        senders = [threading.Thread(target=send) for _ in range(4)]
+        for sender in senders:
+            sender.start()
+        deadline = time.monotonic() + 30
+        while depth() < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = depth()
+        release.set()
+        for sender in senders:
+            sender.join()
+        after = depth()
+    assert (waiting, after, statuses) == (3, 0, [200] * 4)
+
+
+def test_metrics_can_be_turned_off_or_opened_to_a_scraper_without_the_key(artifacts):
+    model, body = artifacts(QUICKEST, "checkpoint"), example_body(QUICKEST, artifacts)
+    with client_for(model, metrics=False) as client:
+        assert client.post("/predict", json=body).status_code == 200
+        off = client.get("/metrics")
+        assert client.app.state.service.batcher.on_batch is None  # nothing measured on the hot path
+    with client_for(model, api_key="k", metrics_need_key=False) as client:
+        opened = client.get("/metrics")
+        assert client.post("/predict", json=body).status_code == 401  # the rest stays behind the key
+    assert off.status_code == 404
+    assert opened.status_code == 200 and opened.headers["content-type"].startswith("text/plain")
+    assert scraped(opened.text, "serve_requests_total") == {}  # the scrape is counted once answered
 
 
 # The fuzzer's settings: fixed seed and example count, so a run is the same run every time. A small batch limit keeps

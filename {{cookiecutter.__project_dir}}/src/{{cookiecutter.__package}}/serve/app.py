@@ -5,32 +5,41 @@
     SERVE_API_KEY=secret python -m {{ cookiecutter.__package }} serve --model .../export/model_int8.onnx
 
 Settings (settings.py) come from the command line, else from SERVE_* environment variables, else their
-defaults. The routes are in routes.py, the errors and limits in errors.py, the batching in batching.py;
-`create_app` only assembles them around the model.
+defaults. The routes are in routes.py, the errors and limits in errors.py, the batching in batching.py, the
+metrics in metrics.py; `create_app` only assembles them around the model.
 """
 
 from __future__ import annotations
 
 import gc
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from ..artifacts import Trained, load
 from ..data.codec import Codec
 from .batching import MicroBatcher
 from .errors import BodyLimits, add_error_handlers
-from .routes import Service, check_api_key, guarded, public, uploads
+from .metrics import Measured, Metrics
+from .routes import Service, check_api_key, guarded, monitoring, public, uploads
 from .schemas import errors
 from .settings import ServeSettings, parse
 
 
 def create_app(settings: ServeSettings, trained: Trained | None = None) -> FastAPI:
     """The app for one model: `trained`, or the file `settings.model` loaded now."""
-    trained = trained or load(settings.model, settings.threads)
-    batcher = MicroBatcher(trained.predict, settings.max_batch_size, settings.max_wait_ms, trained.codec.concatenate)
+    load_seconds = None
+    if trained is None:
+        started = time.perf_counter()
+        trained = load(settings.model, settings.threads)
+        load_seconds = time.perf_counter() - started
+    metrics = Metrics(settings.max_batch_size, load_seconds) if settings.metrics else None
+    on_batch = metrics.batch_size.observe if metrics else None
+    concatenate = trained.codec.concatenate
+    batcher = MicroBatcher(trained.predict, settings.max_batch_size, settings.max_wait_ms, concatenate, on_batch)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -50,19 +59,35 @@ def create_app(settings: ServeSettings, trained: Trained | None = None) -> FastA
         description=f"Serves `{task}` from {trained.path.name}. POST /predict takes {codec.request_model.__name__}.",
         lifespan=lifespan,
     )
-    app.state.service = Service(trained, settings, batcher)
+    app.state.service = Service(trained, settings, batcher, metrics)
     app.add_middleware(
         BodyLimits, limit=settings.max_body_bytes, timeout=settings.body_timeout_s, deadline=settings.body_deadline_s
     )
     add_error_handlers(app)
-    # The API key, when there is one, guards every route but /health, and only then is it in the document.
+    # The API key, when there is one, guards every route but / and /health (and /metrics if `metrics_need_key` is
+    # false), and only then is it in the document.
     guard, refusal = ([Depends(check_api_key)], errors(401)) if settings.api_key else ([], {})
     app.include_router(public)
     app.include_router(guarded, dependencies=guard, responses=refusal)
     if codec.file_field:
         app.include_router(uploads, dependencies=guard, responses=refusal)
+    if metrics:
+        metrics.queue_depth.set_function(lambda: batcher.depth)  # read when scraped: nothing on the hot path
+        if settings.metrics_need_key:
+            app.include_router(monitoring, dependencies=guard, responses=refusal)
+        else:
+            app.include_router(monitoring)
+        # Outside BodyLimits, so the requests it refuses are counted too.
+        routers = [app.router, public, guarded, monitoring, *([uploads] if codec.file_field else [])]
+        app.add_middleware(Measured, metrics=metrics, routes=paths(*routers))
     document_request_body(app, codec, settings.max_batch_size)
     return app
+
+
+def paths(*routers: APIRouter) -> set[str]:
+    """The paths the routers answer: the metrics' route labels (app.routes holds FastAPI's included routers, which
+    have none)."""
+    return {path for router in routers for route in router.routes if (path := getattr(route, "path", None))}
 
 
 def document_request_body(app: FastAPI, codec: Codec, max_inputs: int) -> None:

@@ -38,20 +38,23 @@ class MicroBatcher:
         max_batch_size: int,
         max_wait_ms: float,
         concatenate: Callable[[list[tuple[torch.Tensor, ...]]], tuple[torch.Tensor, ...]],
+        on_batch: Callable[[int], None] | None = None,
     ) -> None:
-        """`concatenate` makes one batch of several requests' inputs (the codec's: texts are padded to the longest)."""
+        """`concatenate` makes one batch of several requests' inputs (the codec's: texts are padded to the longest);
+        `on_batch` is told the examples in each forward pass (the metrics' histogram)."""
         self.predict = predict
         self.concatenate = concatenate
+        self.on_batch = on_batch
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_ms / 1000
-        self.batch_sizes: list[int] = []  # examples per forward pass, for the curious and the tests
+        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self._carry: Pending | None = None  # the request that did not fit in the last batch
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
         """Start batching on the running event loop (the app's lifespan calls this, and `stop`)."""
-        self.queue: asyncio.Queue[Pending] = asyncio.Queue()
+        self.queue, self._carry = asyncio.Queue(), None  # a fresh queue on each start: it belongs to one event loop
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")  # one model call at a time
-        self._carry: Pending | None = None  # the request that did not fit in the last batch
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -60,6 +63,11 @@ class MicroBatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.executor.shutdown(wait=True)
+
+    @property
+    def depth(self) -> int:
+        """Requests waiting for a forward pass (not those in the one running)."""
+        return self.queue.qsize() + (self._carry is not None)
 
     async def submit(self, inputs: tuple[torch.Tensor, ...]) -> dict[str, torch.Tensor]:
         """The model's outputs for these inputs (at most max_batch_size rows), computed with other requests'."""
@@ -92,7 +100,8 @@ class MicroBatcher:
         while True:
             batch = await self._next_batch()
             inputs = self.concatenate([pending.inputs for pending in batch])
-            self.batch_sizes.append(len(inputs[0]))
+            if self.on_batch is not None:
+                self.on_batch(len(inputs[0]))
             try:
                 outputs = await loop.run_in_executor(self.executor, self.predict, inputs)
             except Exception as err:  # noqa: BLE001 - handed to each waiting request, which answers 500

@@ -1,13 +1,15 @@
-"""The routes, on APIRouters: `public` (/, /health), `guarded` (/metadata, /predict) and `uploads`
-(/predict/file, for codecs that read files); `create_app` puts the last two behind the API key when one
-is set. Each route takes the app's `Service` as a typed dependency: the loaded model, its codec, the
-settings and the batcher.
+"""The routes, on APIRouters: `public` (/, /health), `guarded` (/metadata, /predict), `uploads`
+(/predict/file, for codecs that read files) and `monitoring` (/metrics, unless turned off); `create_app`
+puts all but `public` behind the API key when one is set (/metrics as `metrics_need_key` says). Each route
+takes the app's `Service` as a typed dependency: the loaded model, its codec, the settings, the batcher and
+the metrics.
 
     GET  /          the playground: a page to try the model in a browser (playground.html)
     GET  /health    a real prediction on the codec's example request: 200, or 503 if it fails
     GET  /metadata  task, labels, the file served, the request's JSON schema and an example, the model version
     POST /predict   one input or a batch in the task's own form; see /docs for its body
     POST /predict/file  for data read from files (images): the files themselves, as a multipart upload
+    GET  /metrics   requests, latency, refusals, batch sizes, queue depth, in Prometheus's text format (metrics.py)
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from ..artifacts import Trained
 from ..data.codec import Request as PredictRequest
 from .batching import MicroBatcher
 from .budget import PixelBudget
+from .metrics import Metrics
 from .schemas import HealthResponse, MetadataResponse, PredictResponse, errors
 from .settings import ServeSettings
 
@@ -43,12 +46,14 @@ PLAYGROUND = (resources.files(__package__) / "playground.html").read_text(encodi
 
 @dataclass
 class Service:
-    """What every route works with: one loaded model, its codec, the settings, and the batcher; and what bounds the
-    decoding of requests: the pixel budget, and the threads (`decode_threads`, not starlette's 40)."""
+    """What every route works with: one loaded model, its codec, the settings, the batcher and the metrics (None when
+    turned off); and what bounds the decoding of requests: the pixel budget, and the threads (`decode_threads`, not
+    starlette's 40)."""
 
     trained: Trained
     settings: ServeSettings
     batcher: MicroBatcher
+    metrics: Metrics | None
     budget: PixelBudget = field(init=False)
     decoders: anyio.CapacityLimiter = field(init=False)
 
@@ -182,3 +187,17 @@ async def predict_files(files: list[UploadFile], service: ServiceDep) -> Respons
     encoded = [base64.b64encode(await upload.read()).decode() for upload in files]
     body_bytes = sum(len(each) for each in encoded)
     return await service.answer(lambda: codec.request_model(**{str(codec.file_field): encoded}), body_bytes)
+
+
+monitoring = APIRouter()  # added by create_app unless `metrics` is false
+
+
+# Text, documented for 200 alone: with response_class=PlainTextResponse the document would say its 401 is text too.
+PROMETHEUS_TEXT = {"description": "Prometheus's text format", "content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+@monitoring.get("/metrics", response_class=Response, responses={200: PROMETHEUS_TEXT})
+async def metrics(service: ServiceDep) -> Response:
+    """The server's metrics in Prometheus's text format: point a scraper at it (metrics.py lists them)."""
+    assert service.metrics is not None  # the route is there only with them
+    return service.metrics.response()

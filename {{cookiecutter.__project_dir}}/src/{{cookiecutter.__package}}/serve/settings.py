@@ -35,7 +35,13 @@ class ServeSettings(BaseModel):
         "finds them taken waits up to a second, then gets 503 with Retry-After",
     )
     decode_threads: int = Field(4, ge=1, description="worker threads that decode requests (image files, long texts)")
-    api_key: str | None = Field(None, description="if set, /predict and /metadata need it in the X-API-Key header")
+    api_key: str | None = Field(
+        None, description="if set, /predict, /metadata and /metrics need it in the X-API-Key header"
+    )
+    metrics: bool = Field(True, description="serve GET /metrics, in Prometheus's text format (false: no /metrics)")
+    metrics_need_key: bool = Field(
+        True, description="when api_key is set, /metrics needs it too (false: open to a scraper that has no key)"
+    )
     threads: int = Field(1, ge=1, description="CPU threads for the model")
     access_log: bool = Field(True, description="log a line per request (false: errors and startup only)")
 
