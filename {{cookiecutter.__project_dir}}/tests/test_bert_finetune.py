@@ -4,11 +4,14 @@ and the server pads each micro-batch to its own longest text."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import onnxruntime
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from transformers import BertModel
 
 from {{ cookiecutter.__package }}.artifacts import load_checkpoint
 from {{ cookiecutter.__package }}.data.text import TextCodec, pretrained_tokenizer
@@ -82,3 +85,25 @@ def test_learns_the_test_reviews(run_cli):
     )  # a tiny BERT from random weights
     tested = run_cli("test", "bert_finetune", "--ckpt_path", "best").trainer
     assert tested.callback_metrics["test_acc"] >= 0.9
+
+
+def test_the_new_head_is_no_news_and_a_body_that_does_not_load_is_one_line(tiny_bert, tmp_path, capsys):
+    """transformers reports the head's weights as MISSING, which fine-tuning wants; a body weight that is missing
+    is worth one line."""
+    body = tmp_path / "body"  # BERT without a head, as google-bert/bert-base-uncased is published
+    BertModel.from_pretrained(tiny_bert).save_pretrained(body)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logging.getLogger("transformers.modeling_utils").addHandler(handler)
+    try:
+        BertClassifier(num_classes=2, pretrained=str(body)).setup("fit")
+        assert not records and "note:" not in capsys.readouterr().err
+        weights = load_file(body / "model.safetensors")
+        save_file({name: w for name, w in weights.items() if ".layer.1." not in name}, body / "model.safetensors")
+        BertClassifier(num_classes=2, pretrained=str(body)).setup("fit")
+    finally:
+        logging.getLogger("transformers.modeling_utils").removeHandler(handler)
+    assert not records
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "16 weights of the body did not load" in notes[0] and "bert.encoder.layer.1." in notes[0]

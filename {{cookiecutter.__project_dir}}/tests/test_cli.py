@@ -16,7 +16,7 @@ import torch
 from conftest import QUICKEST, TASKS, cli_args, launch_env
 
 from {{ cookiecutter.__package }}.callbacks import PredictionWriter
-from {{ cookiecutter.__package }}.cli import main, run
+from {{ cookiecutter.__package }}.cli import artifacts, main, run
 from {{ cookiecutter.__package }}.runs import run_dir
 
 # Tasks whose training draws shuffled batches and dropout masks: what a resumed run must draw again.
@@ -241,3 +241,37 @@ def test_the_chosen_logger_records_the_metrics(run_cli, workdir):
     metrics = workdir / "runs" / "mlruns" / logger.experiment_id / logger.run_id / "metrics"
     assert (metrics / "val_loss").exists() and (metrics / "train_loss").exists()
 {%- endif %}
+
+
+def test_a_run_without_progress_bar_prints_its_epochs_and_nothing_to_ignore(workdir, data_args):
+    """What a user reads in the console, from `python -m`: a line per epoch with its metrics (validation's in the
+    epochs that validate), where the files went; no Lightning adverts, no warning about checkpoint state that
+    `test` and `predict` do not need."""
+
+    def console(subcommand: str, *args: str) -> str:
+        command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *cli_args(subcommand, QUICKEST, data_args, *args)]
+        done = subprocess.run(command, cwd=workdir, env=launch_env(), capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout + done.stderr
+
+    limits = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+    fit = console("fit", "--trainer.max_epochs", "2", "--trainer.check_val_every_n_epoch", "2", *limits)
+    epochs = [line for line in fit.splitlines() if line.startswith("epoch ")]
+    assert [line.split(":")[0] for line in epochs] == ["epoch 0", "epoch 1"]
+    assert "train_loss " in epochs[0] and "val_loss" not in epochs[0]  # epoch 0 did not validate
+    assert "train_loss " in epochs[1] and "val_loss " in epochs[1]
+    printed = fit + console("test", "--ckpt_path", "best") + console("predict", "--ckpt_path", "best")
+    for noise in ("Tip:", "litlogger", "litmodels", "TPU available: False", "dirpath has changed", "Be aware that"):
+        assert noise not in printed
+    assert f"predict: run folder runs/{QUICKEST}/version_2" in printed
+
+
+def test_the_report_names_the_checkpoints_and_counts_the_pictures_of_other_folders(tmp_path):
+    files = ["config.yaml", "events.out.tfevents.1", "checkpoints/best.ckpt", "checkpoints/last.ckpt"]
+    files += ["samples/epoch_000.png", "samples/epoch_001.png", "predictions/0000.png", "predictions/grid.png"]
+    files += ["metrics/val_loss"]  # a logger's own folder (MLflow's), of no file a user opens
+    for name in files:
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("x")
+    listed = ["checkpoints/best.ckpt", "checkpoints/last.ckpt", "config.yaml", "predictions/ (2 files)"]
+    assert artifacts(tmp_path) == [*listed, "samples/ (2 files)"]

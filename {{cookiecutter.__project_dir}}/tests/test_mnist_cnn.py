@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import shutil
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -42,6 +44,18 @@ def test_missing_data_is_refused_by_the_cli_before_training(run_cli, workdir, ca
         run_cli("fit", "mnist_cnn", "--data.data_dir", str(workdir / "empty"), "--data.download", "false")
     assert exit_info.value.code == 2
     assert "has no MNIST files" in capsys.readouterr().err
+
+
+def test_a_failed_download_leaves_no_empty_folders(run_cli, workdir, capsys, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what torchvision's downloads call
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "mnist_cnn", "--data.data_dir", "data", "--data.download", "true")
+    assert exit_info.value.code == 2
+    assert "the download failed" in capsys.readouterr().err
+    assert not (workdir / "data").exists() and not (workdir / "runs").exists()
 
 
 def test_a_damaged_file_is_reported_as_damaged_not_missing(run_cli, fake_mnist, workdir, capsys):

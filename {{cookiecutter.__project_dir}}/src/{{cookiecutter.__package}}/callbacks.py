@@ -1,4 +1,5 @@
-"""Callbacks every task shares: where a run writes, its config, learning curves, confusion matrix, predictions.
+"""Callbacks every task shares: where a run writes, its config, learning curves, confusion matrix, predictions,
+and a line per epoch when no progress bar shows the metrics.
 
 The CLI adds them to every run, so a task only logs its metrics (`train_loss`, `val_loss`, `val_acc`, ...);
 a classifier's `test_confusion_matrix()` becomes a picture, and the data's labels name its classes.
@@ -108,6 +109,33 @@ class LearningCurves(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.is_global_zero and self.history:
             plot_learning_curves(self.history, run_dir(trainer) / "learning_curves.png")
+
+
+class EpochLines(Callback):
+    """With the progress bar off (`--trainer.enable_progress_bar false`), one line per epoch: its number and the
+    metrics logged in it, as the bar would have shown them (validation's only in an epoch that validated).
+
+        epoch 2: train_acc 0.9531 · train_loss 0.2104 · val_acc 1 · val_loss 0.1873
+    """
+
+    def __init__(self) -> None:
+        self.validated = -1  # the last epoch that validated
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.validated = trainer.current_epoch
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        validated = self.validated == trainer.current_epoch  # else val_* are an earlier epoch's
+        metrics = sorted(trainer.callback_metrics.items())
+        shown = [
+            f"{name} {float(value):.4g}"
+            for name, value in metrics
+            if value.numel() == 1 and (validated or not name.startswith("val_"))
+        ]
+        print(f"epoch {trainer.current_epoch}: {' · '.join(shown)}", flush=True)
 
 
 class RandomState(Callback):

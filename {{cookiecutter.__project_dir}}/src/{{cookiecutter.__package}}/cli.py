@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 {% if cookiecutter.logger == "wandb" -%}
 import netrc
 {% endif -%}
@@ -34,6 +35,7 @@ from . import ConfigError
 from .atomic import use_atomic_checkpoints
 from .callbacks import (
     ConfusionMatrixPlot,
+    EpochLines,
     ImageSamples,
     LearningCurves,
     NothingLeftWhenRefused,
@@ -55,6 +57,11 @@ from .task import BestCheckpoint, Task
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 # check_hardware says it in one line (16-mixed runs as bf16-mixed on the CPU).
 warnings.filterwarnings("ignore", message=r"You passed `Trainer\(accelerator='cpu', precision='16-mixed'\)`")
+# Lightning's lines that nobody can act on: adverts, and hardware that is not there.
+LIGHTNING_NOISE = ("💡 Tip:", "TPU available: False", "Loading `train_dataloader` to estimate number of stepping")
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not record.getMessage().startswith(LIGHTNING_NOISE)
+)
 
 # The experiment logger chosen when the project was generated; `--trainer.logger` overrides it.
 LOGGER_CLASS = "{{ cookiecutter.__logger_class }}"
@@ -137,8 +144,6 @@ class RoadmapCLI(LightningCLI):
         for note in check_hardware(config.trainer):
             print_note(note)
         self._route_text_options(config)
-        if self.subcommand != "fit":  # only fit checkpoints; the checkpoint's ModelCheckpoint state is not needed
-            warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
 
     def _route_text_options(self, config: Namespace) -> None:
         given = {option: config[option[2:]] for option in ("--text", "--text_file") if config[option[2:]] is not None}
@@ -185,6 +190,15 @@ class RoadmapCLI(LightningCLI):
         if self.config_init[self.subcommand].get("compile"):
             self.model = torch.compile(self.model)  # the Trainer unwraps it for checkpoints and hooks
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it without Lightning's warnings about the checkpoint's ModelCheckpoint state, where only `fit`
+        saves checkpoints: `validate`, `test` and `predict` neither restore that state nor need it."""
+        with warnings.catch_warnings():
+            if subcommand != "fit":
+                warnings.filterwarnings("ignore", message="Be aware that when using `ckpt_path`")
+                warnings.filterwarnings("ignore", message="The dirpath has changed from")
+            super()._run_subcommand(subcommand)
+
     def after_fit(self) -> None:
         self._report()
 
@@ -205,9 +219,24 @@ class RoadmapCLI(LightningCLI):
         folder = run_dir(self.trainer)
         fast_dev_run = self.config[self.subcommand].trainer.fast_dev_run
         if self.trainer.is_global_zero and folder.exists() and not fast_dev_run:
-            candidates = [*folder.glob("*"), *folder.glob("checkpoints/*")]
-            files = sorted(str(p.relative_to(folder)) for p in candidates if p.is_file() and p.suffix in ARTIFACTS)
-            print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  " + "\n  ".join(files), flush=True)
+            listing = "\n  ".join(artifacts(folder))
+            print(f"\n{self.subcommand}: run folder {os.path.relpath(folder)}\n  {listing}", flush=True)
+
+
+def artifacts(folder: Path) -> list[str]:
+    """The files of a run folder that a user opens: each checkpoint by name, other folders by their count of
+    files (a GAN's samples/, a predict's pictures)."""
+    found = []
+    for path in sorted(folder.iterdir()):
+        if path.is_file() and path.suffix in ARTIFACTS:
+            found.append(path.name)
+        elif path.is_dir():
+            inside = [p for p in sorted(path.rglob("*")) if p.is_file() and p.suffix in ARTIFACTS]
+            if path.name == "checkpoints":  # the files --ckpt_path takes
+                found += [str(p.relative_to(folder)) for p in inside]
+            elif inside:
+                found.append(f"{path.name}/ ({len(inside)} files)")
+    return found
 
 
 def drop_unaccepted_hparams(model: LightningModule) -> None:
@@ -281,8 +310,7 @@ def default_callbacks(
         monitor, mode = best or task.best_checkpoint
         callbacks.append(ModelCheckpoint(monitor=monitor, mode=mode, filename="best"))
         callbacks.append(ModelCheckpoint(filename="last"))
-    if trainer.enable_progress_bar is not False:
-        callbacks.append(RichProgressBar())
+    callbacks.append(RichProgressBar() if trainer.enable_progress_bar is not False else EpochLines())
     return callbacks
 
 

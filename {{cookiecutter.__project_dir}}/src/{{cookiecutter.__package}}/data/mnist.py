@@ -12,6 +12,7 @@ input, used by training, `predict` and serving alike.
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 from typing import Annotated, Literal, cast
 
@@ -162,10 +163,13 @@ class MNISTDataModule(SplitDataModule):
 
     def _dataset(self, train: bool, download: bool = False) -> MNIST:
         raw = Path(self.data_dir, self.dataset, "raw")
+        made = [folder for folder in (raw.parent.parent, raw.parent, raw) if not folder.exists()]
         try:
             return self.kind.dataset(self.data_dir, train=train, download=download)
         except (RuntimeError, ValueError) as err:  # torchvision's "Dataset not found", a failed download, bad bytes
-            if all((raw / name).is_file() for name in FILES):
+            if made:  # the folders a failed download made, and what it left in them
+                shutil.rmtree(made[0], ignore_errors=True)
+            elif all((raw / name).is_file() for name in FILES):
                 raise ConfigError(
                     f"the {self.dataset} files in {raw} are there but do not read ({err}): one is damaged or cut "
                     "short. Delete them and pass --data.download true, or copy intact ones there"

@@ -23,10 +23,12 @@ the [CLS] token (sentence-embedding models such as MiniLM were trained that way)
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.types import LRSchedulerPLType
 from torch import nn
 from transformers import (
@@ -35,6 +37,7 @@ from transformers import (
     PreTrainedModel,
     get_linear_schedule_with_warmup,
 )
+from transformers.utils import logging as transformers_logging
 
 from .. import ConfigError
 from ..classification import ClassificationTask
@@ -85,11 +88,35 @@ class BertClassifier(ClassificationTask):
         self.example_input_array = (torch.ones(1, 8, dtype=torch.long), torch.tensor([8]))  # one 8-token text
 
     def setup(self, stage: str) -> None:
-        """The pretrained weights, read when training starts (never when a trained model is loaded to serve)."""
-        if stage == "fit":
-            load = functools.partial(AutoModelForSequenceClassification.from_pretrained, config=self.model.config)
-            loaded = from_hub(load, self.pretrained, "--model.pretrained")
-            self.model.load_state_dict(loaded.state_dict())
+        """The pretrained weights, read when training starts (never when a trained model is loaded to serve).
+
+        The new head starts random, as fine-tuning wants (a pretrained head of other classes too): transformers'
+        load report, which lists it, is silenced; a weight of the body that does not load is said in one line.
+        """
+        if stage != "fit":
+            return
+        load = functools.partial(
+            AutoModelForSequenceClassification.from_pretrained,
+            config=self.model.config,
+            ignore_mismatched_sizes=True,
+            output_loading_info=True,
+        )
+        verbosity = transformers_logging.get_verbosity()
+        transformers_logging.set_verbosity_error()
+        try:
+            loaded, report = from_hub(load, self.pretrained, "--model.pretrained")
+        finally:
+            transformers_logging.set_verbosity(verbosity)
+        self.model.load_state_dict(loaded.state_dict())
+        not_loaded = [*report["missing_keys"], *(key for key, *_ in report["mismatched_keys"])]
+        body = sorted(key for key in not_loaded if key.startswith(f"{loaded.base_model_prefix}."))
+        if body:
+            shown = ", ".join(body[:3]) + (", ..." if len(body) > 3 else "")
+            rank_zero_only(print)(
+                f"note: --model.pretrained {self.pretrained}: {len(body)} weights of the body did not load (missing, "
+                f"or of another shape) and start untrained: {shown}",
+                file=sys.stderr,
+            )
 
     def forward(self, token_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(N, L) token ids and (N,) lengths -> (N, num_classes) logits; padding is masked out of attention."""
