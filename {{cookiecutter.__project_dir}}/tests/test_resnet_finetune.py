@@ -201,11 +201,7 @@ def test_one_class_is_refused_in_one_line(run_cli, workdir, capsys):
         ImageFolderDataModule(classes=["red"])
 
 
-def test_a_torchvision_dataset_that_does_not_download_is_refused_in_one_line(run_cli, workdir, capsys, monkeypatch):
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)  # what torchvision's downloads call
+def test_a_torchvision_dataset_that_does_not_download_is_refused_in_one_line(run_cli, workdir, capsys, no_network):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", "resnet_finetune", "--data.dataset", "CIFAR10", "--data.root", "data")
     assert exit_info.value.code == 2
