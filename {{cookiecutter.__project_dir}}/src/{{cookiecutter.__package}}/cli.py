@@ -108,7 +108,7 @@ class RoadmapCLI(LightningCLI):
         path = Path(config.ckpt_path)
         checkpoint = read_checkpoint(path, config.model.class_path)
         argv = list(sys.argv[1:] if args is None else args)
-        settings = trained_settings(checkpoint, LINKED_FROM_DATA)
+        settings = trained_settings(checkpoint)
         self.config = parser.parse_args(with_run_settings(argv, subcommand, path, settings))
         given, _ = command_line_options(argv, ("model", "data"))
         overridden = f"; from the command line: {', '.join(f'{k} {v}' for k, v in given.items())}" if given else ""

@@ -65,18 +65,16 @@ def run_of(checkpoint: Path) -> str:
     return str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint)
 
 
-def trained_settings(checkpoint: dict[str, Any], linked: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+def trained_settings(checkpoint: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The `model` and `data` sections of the run that wrote `checkpoint`, as `fit` resolved them (LightningCLI
-    saves both as hyperparameters), without the `linked` model arguments, which the data gives again."""
+    saves both as hyperparameters, the values linked from the data to the model included)."""
 
-    def section(saved: dict[str, Any], drop: tuple[str, ...]) -> dict[str, Any]:
-        arguments = {key: value for key, value in saved.items() if not key.startswith("_") and key not in drop}
+    def section(saved: dict[str, Any]) -> dict[str, Any]:
+        arguments = {key: value for key, value in saved.items() if not key.startswith("_")}
         return {"class_path": saved["_class_path"], "init_args": arguments}
 
-    return {
-        "model": section(checkpoint["hyper_parameters"], linked),
-        "data": section(checkpoint["datamodule_hyper_parameters"], ()),
-    }
+    model, data = checkpoint["hyper_parameters"], checkpoint["datamodule_hyper_parameters"]
+    return {"model": section(model), "data": section(data)}
 
 
 def command_line_options(argv: list[str], sections: tuple[str, ...]) -> tuple[dict[str, str], list[str]]:

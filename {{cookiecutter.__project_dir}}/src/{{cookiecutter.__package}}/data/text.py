@@ -203,7 +203,14 @@ class TextDataModule(SplitDataModule):
 
     @property
     def vocab_size(self) -> int:
-        return self.pretrained.get_vocab_size() if self.pretrained else self.trained_vocab_size
+        """The tokenizer's size, linked to the model. A pretrained tokenizer that cannot be read here has none to
+        give (AttributeError: the CLI then links nothing): a trained model's run names it, but its checkpoint holds
+        it and the model's size, so `test` and `predict` need neither its folder nor the Hub."""
+        try:
+            pretrained = self.pretrained
+        except ConfigError as err:  # raised again, in full, where training reads the tokenizer (setup)
+            raise AttributeError(str(err)) from None
+        return pretrained.get_vocab_size() if pretrained else self.trained_vocab_size
 
     # ---- loading ----------------------------------------------------------------------------------
 
@@ -250,11 +257,17 @@ class TextDataModule(SplitDataModule):
             val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
         self.train_set, self.val_set = train, val
         self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
-        if not hasattr(self, "codec"):  # a checkpoint's codec, when there is one, replaces this after setup
-            texts = [text for text, _ in train]
-            tokenizer = self.pretrained or train_tokenizer(texts, self.vocab_size, self.min_frequency, self.max_length)
-            labels = self.label_names
-            self.codec = TextCodec(tokenizer=tokenizer.to_str(), max_length=self.max_length, labels=labels)
+        if hasattr(self, "codec"):
+            return
+        try:  # a checkpoint's codec, when there is one, replaces this after setup
+            tokenizer = self.pretrained or train_tokenizer(
+                [text for text, _ in train], self.vocab_size, self.min_frequency, self.max_length
+            )
+        except ConfigError:
+            if stage == "fit":
+                raise
+            return  # evaluating a trained model: its checkpoint's codec, tokenizer included, comes after setup
+        self.codec = TextCodec(tokenizer=tokenizer.to_str(), max_length=self.max_length, labels=self.label_names)
 
     def _rows(self, split, name: str) -> list[Row]:
         """(text, class index) pairs of one split; rows without text are dropped with a warning."""
