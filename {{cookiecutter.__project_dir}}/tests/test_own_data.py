@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import PROJECT_ROOT, QUIET, REVIEWS, TASKS
+from conftest import PROJECT_ROOT, QUIET, TASKS
 from fastapi.testclient import TestClient
 
 from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
@@ -18,6 +18,7 @@ from {{ cookiecutter.__package }}.serve.app import create_app
 from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 
 SHORT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2"]
+REVIEWS = PROJECT_ROOT / "tests" / "data" / "reviews"  # the test reviews, where the project has a text task
 TEXT_TASK = next((task for task in ("sentiment_rnn", "sentiment_transformer") if task in TASKS), "sentiment_rnn")
 
 
@@ -43,9 +44,11 @@ def after_fit(task: str, *predict_args: str) -> tuple[RoadmapCLI, RoadmapCLI, di
     return tested, predicted, response.json()
 
 
-def test_own_images_from_fit_to_a_served_answer(workdir, photos, capsys):
+def test_own_images_from_fit_to_a_served_answer(workdir, request, capsys):
+    fit = command("fit", "resnet_finetune")  # skips where the project has no such task, before its fixtures
+    photos = request.getfixturevalue("photos")
     data = ["--data.dataset", "null", "--data.root", str(photos), "--data.image_size", "32", "--data.resize", "36"]
-    fitted = run(command("fit", "resnet_finetune", *data, "--data.batch_size", "8", *SHORT))
+    fitted = run([*fit, *data, "--data.batch_size", "8", *SHORT])
     tested, predicted, served = after_fit("resnet_finetune")
     for cli in (tested, predicted):  # the run's folder and sizes, not the config's CIFAR-10 at 224 pixels
         assert cli.datamodule.root == photos and cli.datamodule.codec.image_size == 32
@@ -77,20 +80,22 @@ def text_data(files: dict[str, str]) -> list[str]:
 
 
 def test_own_texts_with_word_labels_from_fit_to_a_served_answer(workdir):
+    fit = command("fit", TEXT_TASK)
     files = write_reviews(workdir)
     labels = ["--data.label_column", "sentiment", "--data.labels", "[neg, pos]", "--data.vocab_size", "200"]
-    run(command("fit", TEXT_TASK, *text_data(files), *labels, "--data.batch_size", "16", *SHORT))
+    run([*fit, *text_data(files), *labels, "--data.batch_size", "16", *SHORT])
     tested, predicted, served = after_fit(TEXT_TASK, "--text", "A gem of a film.")
     assert tested.datamodule.data_files == files and tested.datamodule.label_names == ["neg", "pos"]
     assert predicted.datamodule.texts_to_predict == ["A gem of a film."]
     assert {answer["label"] for answer in served["predictions"]} <= {"neg", "pos"}
 
 
-def test_bert_from_a_local_folder_tests_predicts_exports_and_serves_without_it(workdir, tiny_bert, monkeypatch):
-    folder = shutil.copytree(tiny_bert, workdir / "my_bert")
+def test_bert_from_a_local_folder_tests_predicts_exports_and_serves_without_it(workdir, request, monkeypatch):
+    fit = command("fit", "bert_finetune")
+    folder = shutil.copytree(request.getfixturevalue("tiny_bert"), workdir / "my_bert")
     model = ["--model.pretrained", str(folder), "--data.tokenizer", str(folder), "--data.max_length", "32"]
     labels = ["--data.label_column", "sentiment", "--data.labels", "[neg, pos]", "--data.batch_size", "16"]
-    run(command("fit", "bert_finetune", *text_data(write_reviews(workdir)), *model, *labels, *SHORT))
+    run([*fit, *text_data(write_reviews(workdir)), *model, *labels, *SHORT])
     shutil.rmtree(folder)  # the checkpoint holds the architecture and the tokenizer
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # and nothing may come from the Hub either
     tested, predicted, served = after_fit("bert_finetune", "--text", "What a ride.")
