@@ -152,7 +152,7 @@ def export(
                     check(metadata, name, checks, eager, predict)
             metadata["test_scores"] = test_scores(files, model.outputs, batches)
             write_metadata(staging, metadata)
-            config = Path(run_of(Path(metadata["checkpoint"]))) / "config.yaml"  # the run's resolved config
+            config = run_of(Path(metadata["checkpoint"])) / "config.yaml"  # the run's resolved config
             card = model_card(metadata, config.read_text() if config.is_file() else None)
             write_whole(staging / "README.md", card.encode())  # moved with the model files
             output.mkdir(exist_ok=True)
@@ -257,9 +257,9 @@ def main(argv: list[str]) -> None:
     """`export`: the model as its run trained it, read with that run's data settings (the data is read for the test
     scores and the int8 calibration); a `--data.*` option given here overrides one, a `--model.*` option is refused."""
     given, rest = command_line_options(argv, ("model", "data"))
-    if any(name.startswith("--model.") for name in given):
-        option = next(name for name in given if name.startswith("--model."))
-        raise ConfigError(f"{option}: export writes the model as `fit` trained it; to change it, train again")
+    model_options = [name for name in given if name.startswith("--model.")]
+    if model_options:
+        raise ConfigError(f"{model_options[0]}: export writes the model as `fit` trained it; to change it, train again")
     args = parser().parse_args(rest)
     checkpoint_path = Path(args.ckpt_path)
     if args.ckpt_path in ("best", "last"):

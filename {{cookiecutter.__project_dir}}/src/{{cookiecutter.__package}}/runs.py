@@ -60,9 +60,9 @@ def find_checkpoint(model_class_path: str, which: Literal["best", "last"], runs_
     return chosen
 
 
-def run_of(checkpoint: Path) -> str:
+def run_of(checkpoint: Path) -> Path:
     """The run folder a checkpoint belongs to (`runs/<task>/version_N`), or the file itself when it stands alone."""
-    return str(checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint)
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint
 
 
 def trained_settings(checkpoint: dict[str, Any]) -> dict[str, dict[str, Any]]:
