@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := build/demo
 DEMO_PORT ?= 8765
 
-.PHONY: demo test lock bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune lint clean
+.PHONY: demo test test-slow lock bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune lint clean
 
 # The environment is exactly the lock: requirements-dev.txt pins every package, with its hashes, so a fresh clone
 # installs what the last `make lock` tested, whatever has been released since.
@@ -46,9 +46,13 @@ demo: $(VENV)/installed
 		--port $(DEMO_PORT) --body '{"x": [[0, 1], [1, 1]]}' -- \
 		$(CURDIR)/$(BIN)/roadmap-project serve --model runs/xor/version_0/export/model_int8.onnx --port $(DEMO_PORT)
 
-# The template's own tests; pytest's exit code 5 (no test collected) counts as a failure.
+# The template's own tests; pytest's exit code 5 (no test collected) counts as a failure. `test` leaves out the slow
+# ones (the baked project's slow tests, the container image), `test-slow` runs only those; .ci/run runs both.
 test: $(VENV)/installed
 	$(BIN)/pytest tests
+
+test-slow: $(VENV)/installed
+	$(BIN)/pytest -m slow tests
 
 bench: bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune
 

@@ -82,6 +82,9 @@ def test_spaces_dashes_dots_and_capitals_become_a_valid_package(bake, project, p
     assert path.name == project
     assert (path / "src" / package / "cli.py").exists()
     assert f"python -m {package} fit" in (path / "README.md").read_text()
+    # Every file says the project's own names: none was left with the default project's (test_artifacts.py once was).
+    texts = {file: file.read_bytes() for file in path.rglob("*") if file.is_file()}
+    assert not [file for file, text in texts.items() if b"roadmap_project" in text or b"roadmap-project" in text]
 
 
 def test_every_name_a_new_virtual_environment_holds_is_refused(cookies, capfd, tmp_path):

@@ -87,6 +87,7 @@ def torch_index(engine: str, tmp_path: Path) -> list[str]:
     return ["--build-arg", "TORCH_INDEX_URL=file:///wheels/simple", "--volume", f"{tmp_path / 'wheels'}:/wheels:ro"]
 
 
+@pytest.mark.slow  # builds a container image
 def test_the_image_serves_an_exported_int8_model_as_it_is_served_here(bake, engine, tmp_path):
     name, env = engine
     project = bake(tasks=("xor",))

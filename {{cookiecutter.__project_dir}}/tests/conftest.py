@@ -32,7 +32,9 @@ from tokenizers.implementations import BertWordPieceTokenizer
 from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
 {%- endif %}
 
+from {{ cookiecutter.__package }}.artifacts import load_checkpoint
 from {{ cookiecutter.__package }}.cli import RoadmapCLI, run
+from {{ cookiecutter.__package }}.export import export
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
@@ -55,6 +57,15 @@ def speed(task: str) -> int:
 
 
 QUICKEST = min(TASKS, key=speed)
+
+
+def fast_on(*tasks: str) -> list:
+    """TASKS as test parameters, those not named here marked `slow` (the quickest task stays when none of them is
+    in this project): plain `pytest` checks a piece of machinery on a few tasks, `pytest -m slow` on every other."""
+    fast = set(tasks) & set(TASKS) or {QUICKEST}
+    return [task if task in fast else pytest.param(task, marks=pytest.mark.slow) for task in TASKS]
+
+
 # Tasks that step their own optimizers (Lightning's manual optimization, a GAN's two): Lightning refuses the Trainer's
 # gradient clipping and accumulation for them.
 MANUAL_OPTIMIZATION = {"gan"}
@@ -297,3 +308,18 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_args: dict[str, list[
         return checkpoints[task]
 
     return checkpoint
+
+
+@pytest.fixture(scope="session")
+def exported(trained, tmp_path_factory: pytest.TempPathFactory):
+    """`exported("xor")`: the folder of the export of `trained("xor")` (every format, the int8 files, metadata.json
+    and the model card), made once per test session: a test that changes a file changes a copy."""
+    folders: dict[str, Path] = {}
+
+    def folder(task: str) -> Path:
+        if task not in folders:
+            folders[task] = tmp_path_factory.mktemp(f"{task}-export")
+            export(load_checkpoint(trained(task)), folders[task], quantize="int8")
+        return folders[task]
+
+    return folder

@@ -14,30 +14,16 @@ from pathlib import Path
 import pytest
 from conftest import TASKS, cli_args, launch_env, speed
 
-from roadmap_project.artifacts import load_checkpoint, read_metadata, write_metadata
-from roadmap_project.cli import main
-from roadmap_project.export import export
+from {{ cookiecutter.__package }}.artifacts import load_checkpoint, read_metadata, write_metadata
+from {{ cookiecutter.__package }}.cli import main
+from {{ cookiecutter.__package }}.export import export
 
 QUICKEST, *OTHERS = sorted(TASKS, key=speed)
 
 
-@pytest.fixture(scope="module")
-def exported(trained, tmp_path_factory):
-    """`exported(task)`: a folder with the task's export, int8 files included, made once per module."""
-    folders = {}
-
-    def folder(task: str) -> Path:
-        if task not in folders:
-            folders[task] = tmp_path_factory.mktemp(f"{task}-export")
-            export(load_checkpoint(trained(task)), folders[task], quantize="int8")
-        return folders[task]
-
-    return folder
-
-
 def serve(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, model: Path) -> str:
     """`serve --model MODEL` through the CLI, refused: its one line. A server that starts instead fails the test."""
-    monkeypatch.setattr(sys, "argv", ["roadmap_project", "serve", "--model", str(model)])
+    monkeypatch.setattr(sys, "argv", ["{{ cookiecutter.__package }}", "serve", "--model", str(model)])
     monkeypatch.setattr("uvicorn.run", lambda *args, **kwargs: pytest.fail(f"{model.name} was served"))
     with pytest.raises(SystemExit) as exit_info:
         main()
@@ -118,7 +104,7 @@ def limit_file_size(size: int):
 
 
 def run_limited(args: list[str], size: int, cwd: Path) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "roadmap_project", *args]
+    command = [sys.executable, "-m", "{{ cookiecutter.__package }}", *args]
     limit = limit_file_size(size)
     return subprocess.run(command, cwd=cwd, env=launch_env(), capture_output=True, text=True, preexec_fn=limit)
 
@@ -130,6 +116,7 @@ def assert_one_line_about(done: subprocess.CompletedProcess, path: str) -> None:
     assert "free on the disk of" in errors[0]
 
 
+@pytest.mark.slow  # a process of its own
 def test_fit_on_a_full_disk_says_so_in_one_line_and_leaves_no_partial_checkpoint(trained, tmp_path, data_args):
     limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
     # Half a checkpoint (20 KB for XOR, optimizer state and all): the logs and the config fit, a checkpoint does not.
@@ -139,6 +126,7 @@ def test_fit_on_a_full_disk_says_so_in_one_line_and_leaves_no_partial_checkpoint
     assert not [path.name for path in tmp_path.rglob("*") if ".ckpt" in path.name]
 
 
+@pytest.mark.slow  # a process of its own
 def test_export_on_a_full_disk_says_so_in_one_line_and_leaves_the_earlier_export_as_it_was(trained, tmp_path):
     checkpoint, output = trained(QUICKEST), tmp_path / "out" / "export"
     export(load_checkpoint(checkpoint), output, formats=("onnx",))

@@ -4,6 +4,7 @@ and the server pads each micro-batch to its own longest text."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import numpy as np
@@ -15,7 +16,6 @@ from transformers import BertModel
 
 from {{ cookiecutter.__package }}.artifacts import load_checkpoint
 from {{ cookiecutter.__package }}.data.text import TextCodec, pretrained_tokenizer
-from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.tasks.bert_finetune import BertClassifier
 
 
@@ -50,12 +50,12 @@ def test_a_trained_model_rebuilds_without_the_pretrained_folder(trained, tiny_be
         moved.rename(tiny_bert)
 
 
-def test_the_export_reads_texts_of_any_length(trained, tmp_path):
-    checkpoint = load_checkpoint(trained("bert_finetune"))
-    metadata = export(checkpoint, tmp_path, formats=("onnx",))
+def test_the_export_reads_texts_of_any_length(trained, exported):
+    checkpoint, folder = load_checkpoint(trained("bert_finetune")), exported("bert_finetune")
+    metadata = json.loads((folder / "metadata.json").read_text())
     assert [spec["shape"] for spec in metadata["inputs"]] == [["batch", "length"], ["batch"]]
     ids, lengths = checkpoint.codec.tokenize(["A gem.", "Dull, dull and far too long for what it has to say."])
-    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
     (probability,) = session.run(["probability"], {"token_ids": ids.numpy(), "lengths": lengths.numpy()})
     with torch.no_grad():
         expected = checkpoint.model.predict(ids, lengths)["probability"]

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import QUICKEST, TASKS, cli_args, launch_env
+from conftest import QUICKEST, TASKS, cli_args, fast_on, launch_env
 
 from {{ cookiecutter.__package }}.callbacks import PredictionWriter
 from {{ cookiecutter.__package }}.cli import artifacts, main, run
@@ -86,7 +86,7 @@ def test_ckpt_path_last_resumes_from_the_saved_step(run_cli, workdir):
     assert min(row["step"] for row in curves.history) > steps, "the resumed run started again from step 0"
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", fast_on("xor", "gan"))
 def test_training_further_after_a_resume_follows_the_longer_schedule(run_cli, task):
     """`fit --ckpt_path last` with more epochs than the first run: the learning-rate schedule was planned for the
     first run's steps, and must not end in an error one step past them."""
@@ -243,6 +243,7 @@ def test_the_chosen_logger_records_the_metrics(run_cli, workdir):
 {%- endif %}
 
 
+@pytest.mark.slow  # three processes of their own
 def test_a_run_without_progress_bar_prints_its_epochs_and_nothing_to_ignore(workdir, data_args):
     """What a user reads in the console, from `python -m`: a line per epoch with its metrics (validation's in the
     epochs that validate), where the files went; no Lightning adverts, no warning about checkpoint state that

@@ -32,20 +32,25 @@ def other_inputs(checkpoint) -> tuple[torch.Tensor, ...]:
     return tuple(tensor[[1, 0, 1]] for tensor in example)  # texts: the same rows in another order and count
 
 
-@pytest.mark.parametrize("task", TASKS)
-def test_export_writes_onnx_and_pt2_that_answer_like_the_eager_model(trained, tmp_path, monkeypatch, capsys, task):
-    checkpoint = trained(task)
+def test_export_from_the_command_line_says_how_close_each_file_answers_to_the_eager_model(
+    trained, tmp_path, monkeypatch, capsys
+):
     output = tmp_path / "export"
-    run_main(monkeypatch, "export", "--ckpt_path", str(checkpoint), "--output", str(output))
-    assert {"model.onnx", "model.pt2", "metadata.json"} <= {p.name for p in output.iterdir()}
+    run_main(monkeypatch, "export", "--ckpt_path", str(trained(QUICKEST)), "--output", str(output))
+    assert {"model.onnx", "model.pt2", "metadata.json", "README.md"} <= {p.name for p in output.iterdir()}
+    assert not list(output.glob("model_int8*"))  # int8 only when asked for
     printed = capsys.readouterr().out
     assert "max |model.onnx - eager|" in printed and "max |model.pt2 - eager|" in printed
 
+
+@pytest.mark.parametrize("task", TASKS)
+def test_export_writes_onnx_and_pt2_that_answer_like_the_eager_model(trained, exported, task):
+    checkpoint, output = trained(task), exported(task)
     metadata = json.loads((output / "metadata.json").read_text())
     eager = load_checkpoint(checkpoint)
     # Each file scored on the test split with the task's own scores (none for a generator), agreeing with eager.
     scores = metadata["test_scores"]
-    assert set(scores) in ({"eager", "model.onnx", "model.pt2"}, set())
+    assert set(scores) in ({"eager", "model.onnx", "model.pt2", "model_int8.pt", "model_int8.onnx"}, set())
     for file in ("model.onnx", "model.pt2"):
         for metric, value in scores.get("eager", {}).items():
             assert scores[file][metric] == pytest.approx(value, rel=1e-3, abs=1e-3), (file, metric)

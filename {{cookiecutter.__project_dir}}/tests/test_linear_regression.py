@@ -19,6 +19,7 @@ def test_default_config_recovers_slope_and_intercept_within_0_01(run_cli):
     assert cli.trainer.callback_metrics["intercept"] == pytest.approx(model.bias.item())
 
 
+@pytest.mark.slow  # the default line is learned in every test run
 @pytest.mark.parametrize("seed", [1, 2])
 def test_other_lines_and_seeds_are_learned_too(run_cli, seed):
     line = ["--data.slope", "-3.5", "--data.intercept", "0.25", "--data.seed", str(seed)]

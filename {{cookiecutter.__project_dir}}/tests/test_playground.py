@@ -28,9 +28,12 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 # Debian's and Ubuntu's chromium, or Google Chrome where that is what the machine has (GitHub's runners).
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 CHROMEDRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER), reason="needs a browser and its driver: apt install chromium chromium-driver"
-)
+pytestmark = [
+    pytest.mark.slow,  # a browser
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER), reason="needs a browser and its driver: apt install chromium chromium-driver"
+    ),
+]
 # Headless, and quiet on a machine without network: no background connections, no first-run pages.
 FLAGS = [
     "--headless",

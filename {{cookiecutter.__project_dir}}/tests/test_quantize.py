@@ -10,10 +10,9 @@ import sys
 import onnx
 import pytest
 import torch
-from conftest import PROJECT_ROOT, QUICKEST, TASKS
+from conftest import PROJECT_ROOT, QUICKEST, TASKS, fast_on
 
 from {{ cookiecutter.__package }}.artifacts import load, load_checkpoint, load_int8, read_metadata
-from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.int8 import Int8Embedding
 from {{ cookiecutter.__package }}.runs import run_dir
 
@@ -37,7 +36,7 @@ def assert_int8_written(folder, printed: str) -> dict[str, dict[str, float]]:
     return scores
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", fast_on("xor", "mnist_cnn", "sentiment_rnn"))
 def test_post_training_quantization_from_the_fit_command_line(run_cli, capsys, task):
     cli = run_cli("fit", task, *LIMITS, f"--trainer.callbacks+={PACKAGE}.quantize.PostTrainingQuantization")
     scores = assert_int8_written(run_dir(cli.trainer), capsys.readouterr().out)
@@ -45,7 +44,7 @@ def test_post_training_quantization_from_the_fit_command_line(run_cli, capsys, t
         assert scores["model_int8.pt"]["test_acc"] >= scores["eager"]["test_acc"] - 0.01
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", fast_on("xor", "mnist_cnn", "sentiment_rnn"))
 def test_quantization_aware_training_trains_through_fake_quantized_layers_and_ends_int8(run_cli, capsys, task):
     cli = run_cli("fit", task, *LIMITS, f"--trainer.callbacks+={PACKAGE}.quantize.QuantizationAwareTraining")
     # Every linear layer with 2+ inputs trained fake-quantized (torchao cannot fake-quantize nn.Linear(1, 1)).
@@ -57,14 +56,13 @@ def test_quantization_aware_training_trains_through_fake_quantized_layers_and_en
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_int8_model_holds_int8_weights_and_loads_without_unpickling(trained, tmp_path, task):
-    float_model = load_checkpoint(trained(task))
-    export(float_model, tmp_path, formats=("onnx",), quantize="int8")
-    int8 = load_int8(tmp_path / "model_int8.pt", read_metadata(tmp_path / "model_int8.pt"))  # weights_only=True
+def test_int8_model_holds_int8_weights_and_loads_without_unpickling(trained, exported, tmp_path, task):
+    float_model, folder = load_checkpoint(trained(task)), exported(task)
+    int8 = load_int8(folder / "model_int8.pt", read_metadata(folder / "model_int8.pt"))  # weights_only=True
     linear = [m for m in int8.modules() if type(m) is torch.nn.Linear]
     assert all(type(m.weight).__name__ == "Int8Tensor" for m in linear)
     # What the file holds is said: no int8 share for a model without linear layers or embeddings.
-    holds = read_metadata(tmp_path / "model_int8.pt")["int8"]["holds"]["model_int8.pt"]
+    holds = read_metadata(folder / "model_int8.pt")["int8"]["holds"]["model_int8.pt"]
     has_int8 = bool(linear) or any(isinstance(m, Int8Embedding) for m in int8.modules())
     assert (holds["int8_share"] > 0) == has_int8
     embeddings = [m for m in int8.modules() if isinstance(m, Int8Embedding)]
@@ -76,24 +74,24 @@ def test_int8_model_holds_int8_weights_and_loads_without_unpickling(trained, tmp
     if quantized_bytes > 50_000:  # the files' own overhead matters less
         float_file = tmp_path / "float.pt"
         torch.save(float_model.model.state_dict(), float_file)
-        assert (tmp_path / "model_int8.pt").stat().st_size < float_file.stat().st_size - 0.6 * quantized_bytes
+        assert (folder / "model_int8.pt").stat().st_size < float_file.stat().st_size - 0.6 * quantized_bytes
 
 
-def test_an_int8_file_loads_in_a_fresh_process(trained, tmp_path):
+@pytest.mark.slow  # a process of its own
+def test_an_int8_file_loads_in_a_fresh_process(exported):
     """torch.load(weights_only=True) reads torchao's int8 tensors once torchao is imported: loading sees to it."""
-    export(load_checkpoint(trained(QUICKEST)), tmp_path, formats=("onnx",), quantize="int8")
     code = "import sys; from {{ cookiecutter.__package }}.artifacts import load; print(load(sys.argv[1]).kind)"
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "src")}
     done = subprocess.run(
-        [sys.executable, "-c", code, str(tmp_path / "model_int8.pt")], env=env, capture_output=True, text=True
+        [sys.executable, "-c", code, str(exported(QUICKEST) / "model_int8.pt")], env=env, capture_output=True, text=True
     )
     assert done.returncode == 0 and done.stdout.strip().endswith("int8"), done.stderr[-2000:]
 
 
 @pytest.mark.parametrize("task", TASKS)
-def test_int8_onnx_runs_int8_kernels_and_scores_like_the_float_model(trained, tmp_path, task):
-    export(load_checkpoint(trained(task)), tmp_path, formats=("onnx",), quantize="int8")
-    float_graph, int8_graph = (onnx.load(tmp_path / name).graph for name in ("model.onnx", "model_int8.onnx"))
+def test_int8_onnx_runs_int8_kernels_and_scores_like_the_float_model(exported, task):
+    folder = exported(task)
+    float_graph, int8_graph = (onnx.load(folder / name).graph for name in ("model.onnx", "model_int8.onnx"))
     float_ops, int8_ops = ({node.op_type for node in graph.node} for graph in (float_graph, int8_graph))
     if float_ops & {"Conv", "ConvTranspose"}:  # static: quantize/dequantize pairs around int8 convolutions
         assert {"QuantizeLinear", "DequantizeLinear"} <= int8_ops
@@ -108,7 +106,7 @@ def test_int8_onnx_runs_int8_kernels_and_scores_like_the_float_model(trained, tm
     left_float = weight_bytes(int8_graph, {onnx.TensorProto.FLOAT})
     if float_bytes > 50_000:  # every large weight is int8: a quarter of its float bytes, scales aside
         assert int8_bytes > 0.2 * float_bytes and left_float < 0.1 * float_bytes, (int8_bytes, left_float, float_bytes)
-    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    metadata = json.loads((folder / "metadata.json").read_text())
     assert metadata["int8"]["scheme"]["model_int8.onnx"].startswith("ONNX Runtime int8")
     if float_bytes > 50_000:
         assert metadata["int8"]["holds"]["model_int8.onnx"]["int8_share"] > 0.9

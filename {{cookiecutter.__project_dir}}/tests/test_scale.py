@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import AUTOMATIC, PROJECT_ROOT, QUICKEST, TASKS, cli_args, free_port, launch_env
+from conftest import AUTOMATIC, PROJECT_ROOT, QUICKEST, TASKS, cli_args, fast_on, free_port, launch_env
 from jsonargparse import Namespace
 from rank_probe import read_probes
 
@@ -52,7 +52,7 @@ def single_checkpoint(workdir: Path) -> Path:
     return last
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", fast_on("xor", "sentiment_transformer"))
 @pytest.mark.parametrize("precision", ["bf16-mixed", "bf16-true"])
 def test_bfloat16_precisions_train(run_cli, task, precision):
     cli = run_cli("fit", task, "--trainer.fast_dev_run", "true", "--trainer.precision", precision)
@@ -82,6 +82,7 @@ def test_gradient_clip_val_bounds_the_gradient_norm(run_cli, clip):
         assert norm > 1e-2, "unclipped gradients this small would let the clipped run pass without clipping"
 
 
+@pytest.mark.slow  # torch.compile builds its kernels with a C++ compiler
 def test_compile_switch_trains_the_compiled_model(run_cli):
     cli = run_cli("fit", QUICKEST, "--trainer.fast_dev_run", "true", "--compile", "true")
     assert isinstance(cli.model, torch._dynamo.eval_frame.OptimizedModule)

@@ -33,7 +33,6 @@ from pydantic import Field
 
 from {{ cookiecutter.__package }}.artifacts import Trained, load_checkpoint, load_int8, onnx_predict, read_metadata, torch_predict
 from {{ cookiecutter.__package }}.data.codec import Codec, Request
-from {{ cookiecutter.__package }}.export import export
 from {{ cookiecutter.__package }}.outputs import Outputs
 from {{ cookiecutter.__package }}.serve.app import create_app
 from {{ cookiecutter.__package }}.serve.app import main as serve_main
@@ -44,18 +43,11 @@ FILES = {"onnx": "model.onnx", "int8": "model_int8.pt", "int8_onnx": "model_int8
 
 
 @pytest.fixture(scope="module")
-def artifacts(trained, tmp_path_factory):
+def artifacts(trained, exported):
     """`artifacts(task, kind)`: the path of the task's checkpoint, or of its export of that kind."""
-    exported = {}
 
     def path(task: str, kind: str):
-        checkpoint = trained(task)
-        if kind == "checkpoint":
-            return checkpoint
-        if task not in exported:
-            exported[task] = tmp_path_factory.mktemp(f"{task}-export")
-            export(load_checkpoint(checkpoint), exported[task], quantize="int8")
-        return exported[task] / FILES[kind]
+        return trained(task) if kind == "checkpoint" else exported(task) / FILES[kind]
 
     return path
 
@@ -608,6 +600,7 @@ FUZZ += ["--request-timeout", "60"]  # a busy test machine is slow, not wrong
 IMAGE_FIELDS_CONFIG = '[checks.positive_data_acceptance]\nexpected-statuses = ["2XX", "401", "422"]\n'
 
 
+@pytest.mark.slow  # a fuzzer's process per task
 @pytest.mark.parametrize(
     ("task", "api_key"),
     [(task, "fuzz") for task in TASKS] + [(QUICKEST, None)],  # the server without a key declares no security
