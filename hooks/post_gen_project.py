@@ -23,7 +23,8 @@ def needed_by() -> dict[str, set[str]]:
     """Every file that belongs to some tasks: each task's own, and what it shares with others."""
     needs: dict[str, set[str]] = {}
     for task, spec in TASKS.items():
-        own = [f"{PACKAGE}/tasks/{task}.py", f"configs/{task}.yaml", f"tests/test_{task}.py", f"docs/playground/{task}.png"]
+        own = [f"{PACKAGE}/tasks/{task}.py", f"tests/test_{task}.py", f"docs/playground/{task}.png"]
+        own += [f"configs/{task}.yaml", f"configs/sweeps/{task}.yaml"]  # its config, and its space for `sweep`
         shared = [f"{PACKAGE}/{module}" for module in spec.get("modules", [])] + spec.get("files", [])
         for path in own + shared:
             needs.setdefault(path, set()).add(task)

@@ -34,6 +34,7 @@ ALWAYS = {
     "scripts/gpu_check.py",
     "scripts/image_check.py",
     "scripts/slurm.sh",
+    "scripts/slurm_sweep.sh",
     "scripts/torchrun.sh",
     f"{SRC}/__init__.py",
     f"{SRC}/__main__.py",
@@ -61,6 +62,11 @@ ALWAYS = {
     f"{SRC}/serve/schemas.py",
     f"{SRC}/serve/settings.py",
     f"{SRC}/plots.py",
+    f"{SRC}/experiments/__init__.py",
+    f"{SRC}/experiments/launch.py",
+    f"{SRC}/experiments/repeat.py",
+    f"{SRC}/experiments/space.py",
+    f"{SRC}/experiments/sweep.py",
     f"{SRC}/tasks/__init__.py",
     f"{SRC}/data/__init__.py",
     f"{SRC}/data/base.py",
@@ -74,6 +80,7 @@ ALWAYS = {
     "tests/test_artifacts.py",
     "tests/test_own_data.py",
     "tests/test_model_card.py",
+    "tests/test_experiments.py",
     "tests/test_serve.py",
     "tests/test_quantize.py",
     "tests/test_playground.py",
@@ -106,6 +113,7 @@ def expected_files(tasks: tuple[str, ...]) -> set[str]:
             f"docs/playground/{task}.png",  # its screenshot in the README
         )
     }
+    own |= {f"configs/sweeps/{task}.yaml" for task in tasks if task != "gan"}  # a GAN's best.ckpt is kept by step
     shared = {path for path, users in SHARED.items() if users & set(tasks)}
     return ALWAYS | own | shared
 

@@ -21,6 +21,7 @@ import netrc
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -84,6 +85,12 @@ class ArgumentParser(LightningArgumentParser):
 
 
 class RoadmapCLI(LightningCLI):
+    def __init__(self, *args: Any, trainer_hook: Callable[[Trainer, Task], None] | None = None, **kwargs: Any) -> None:
+        """`trainer_hook`: what a program does to the run's new Trainer, kept out of its config.yaml (a sweep adds its
+        pruning callback and claims the run folder), so that `fit --config <its config.yaml>` runs it again."""
+        self.trainer_hook = trainer_hook
+        super().__init__(*args, **kwargs)
+
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse; resolve `--ckpt_path best|last` and check the file; then parse again with the run's own model and
         data settings under the command line's, so that a run carries what it was trained with.
@@ -178,6 +185,8 @@ class RoadmapCLI(LightningCLI):
             kwargs["strategy"] = "ddp_find_unused_parameters_true"
         trainer = super().instantiate_trainer(**kwargs)
         use_atomic_checkpoints(trainer)  # a checkpoint is whole or absent, and a full disk one line
+        if self.trainer_hook is not None:
+            self.trainer_hook(trainer, self.model)
         return trainer
 
     def instantiate_classes(self) -> None:
@@ -350,20 +359,27 @@ def print_note(message: str) -> None:
 def main() -> None:
     """The console script and `python -m {{ cookiecutter.__package }}`: arguments from sys.argv.
 
-    `export` and `serve` are this project's own subcommands; the others are LightningCLI's.
+    `export`, `serve`, `sweep` and `repeat` are this project's own subcommands; the others are LightningCLI's.
     """
     subcommand = sys.argv[1] if len(sys.argv) > 1 else None
-    if subcommand not in ("export", "serve"):
+    if subcommand not in ("export", "serve", "sweep", "repeat"):
         if subcommand in (None, "-h", "--help"):
-            print("Also: `export` (ONNX, torch.export, int8) and `serve` (HTTP); each has --help.\n")
+            print(
+                "Also: `export` (ONNX, torch.export, int8), `serve` (HTTP), `sweep` (Optuna search over a config) and "
+                "`repeat` (a config over seeds and folds); each has --help.\n"
+            )
         run()
         return
-    # Imported here, not at the top: they load ONNX and FastAPI, which training never needs.
+    # Imported here, not at the top: they load ONNX, FastAPI and Optuna, which training never needs.
     try:
         if subcommand == "export":
             from .export import main as export_main
 
             export_main(sys.argv[2:])
+        elif subcommand in ("sweep", "repeat"):
+            from .experiments import main as experiments_main
+
+            experiments_main(subcommand, sys.argv[2:], run)  # given `run`: experiments sit above the CLI
         else:
             from .serve.app import main as serve_main
 
@@ -392,8 +408,9 @@ def is_number(text: str) -> bool:
     return True
 
 
-def run(args: list[str] | None = None) -> RoadmapCLI:
-    """Parse `args` (default: sys.argv), run the subcommand, and return the CLI (its trainer, model, data)."""
+def run(args: list[str] | None = None, trainer_hook: Callable[[Trainer, Task], None] | None = None) -> RoadmapCLI:
+    """Parse `args` (default: sys.argv), run the subcommand, and return the CLI (its trainer, model, data).
+    `trainer_hook`: see RoadmapCLI."""
     if args is None:  # the command line, where LightningCLI reads it
         sys.argv[1:] = join_negative_numbers(sys.argv[1:])
     else:
@@ -410,6 +427,7 @@ def run(args: list[str] | None = None) -> RoadmapCLI:
             auto_configure_optimizers=False,
             parser_class=ArgumentParser,
             parser_kwargs={"allow_abbrev": False, "prog": "{{ cookiecutter.__package }}"},  # abbreviations: typos
+            trainer_hook=trainer_hook,
         )
     except Exception as err:
         problem = user_error(err)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, cast
 
+import torch
 from lightning.pytorch import LightningDataModule, Trainer
 from torch.utils.data import DataLoader, Dataset
 
@@ -22,6 +23,24 @@ def data_module_of(trainer: Trainer) -> SplitDataModule | None:
     """The run's data module (Lightning sets `trainer.datamodule` when a run starts, but does not declare it)."""
     datamodule = trainer.datamodule  # type: ignore[attr-defined]
     return datamodule if isinstance(datamodule, SplitDataModule) else None
+
+
+def check_fold(owner: object, folds: int | None, fold: int) -> None:
+    """Refuse a fold that does not exist: `folds` None (no folds), or 2 or more with 0 <= fold < folds."""
+    if folds is not None and (folds < 2 or not 0 <= fold < folds):
+        raise ConfigError(
+            f"{type(owner).__name__}: need folds >= 2 and 0 <= fold < folds, got folds={folds}, fold={fold}"
+        )
+
+
+def fold_split(n: int, folds: int, fold: int, seed: int) -> tuple[list[int], list[int]]:
+    """(training, validation) indices of fold `fold` of `folds` over n examples (k-fold cross-validation): a seeded
+    shuffle cut into `folds` parts, the fold-th for validation, so that across the folds each example is validated
+    once. `repeat --folds` sets `folds` and `fold` on the data modules whose validation split is cut from training."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    val = order[fold::folds]
+    held = set(val)
+    return [i for i in order if i not in held], val
 
 
 class Examples(Protocol):

@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import JsonDict, SkipJsonSchema
-from torch.utils.data import TensorDataset, random_split
+from torch.utils.data import Subset, TensorDataset, random_split
 from torchvision.datasets import KMNIST, MNIST, FashionMNIST
 
 from .. import ConfigError, require_positive
-from .base import SplitDataModule
+from .base import SplitDataModule, check_fold, fold_split
 from .codec import Codec, Request, read_images
 
 MEAN, STD = 0.1307, 0.3081  # of the MNIST training pixels, scaled to [0, 1]
@@ -149,12 +149,17 @@ class MNISTDataModule(SplitDataModule):
         normalize: bool = True,
         num_workers: int = 0,
         seed: int = 42,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         """`normalize`: pixels to mean 0 and std 1 with the training set's statistics, as classifiers like them;
-        false keeps them in [0, 1], as a generator draws them."""
+        false keeps them in [0, 1], as a generator draws them. `folds`: the training images are cut into that many
+        parts, and part `fold` validates (in place of `val_size`)."""
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         require_positive(self, val_size=val_size)
+        check_fold(self, folds, fold)
+        self.folds, self.fold = folds, fold
         self.data_dir, self.download, self.val_size, self.seed = data_dir, download, val_size, seed
         self.kind, self.dataset = KINDS[dataset], dataset
         mean, std = (self.kind.mean, self.kind.std) if normalize else (0.0, 1.0)
@@ -195,5 +200,8 @@ class MNISTDataModule(SplitDataModule):
         n_val = self.val_size
         generator = torch.Generator().manual_seed(self.seed)
         self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
+        if self.folds is not None:
+            train_indices, val_indices = fold_split(len(full), self.folds, self.fold, self.seed)
+            self.train_set, self.val_set = Subset(full, train_indices), Subset(full, val_indices)
         self.test_set = TensorDataset(self.codec.preprocess(test.data), test.targets)
         self._decoded = True

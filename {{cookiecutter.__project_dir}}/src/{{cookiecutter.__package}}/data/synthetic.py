@@ -13,7 +13,7 @@ from pydantic import Field
 from torch.utils.data import TensorDataset
 
 from .. import ConfigError, require_positive
-from .base import SplitDataModule
+from .base import SplitDataModule, check_fold, fold_split
 from .codec import Codec, Request
 
 # Served inputs are bounded far beyond any the models are trained on (|x| of a few units), and well inside
@@ -78,10 +78,16 @@ class LineDataModule(SplitDataModule):
         test_fraction: float = 0.1,
         batch_size: int = 64,
         seed: int = 0,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
+        """`folds`: the points outside the test split are cut into that many parts, and part `fold` validates (in
+        place of `val_fraction`)."""
         super().__init__(batch_size)
         self.save_hyperparameters()
         require_positive(self, x_range=x_range, num_samples=num_samples)
+        check_fold(self, folds, fold)
+        self.folds, self.fold = folds, fold
         if noise_std < 0 or not 0 < val_fraction + test_fraction < 1:
             raise ConfigError(
                 "LineDataModule: need noise_std >= 0 and 0 < val_fraction + test_fraction < 1, got "
@@ -106,6 +112,9 @@ class LineDataModule(SplitDataModule):
         self.train_set = TensorDataset(x[:n_train], y[:n_train])
         self.val_set = TensorDataset(x[n_train : n_train + n_val], y[n_train : n_train + n_val])
         self.test_set = TensorDataset(x[n_train + n_val :], y[n_train + n_val :])
+        if self.folds is not None:
+            train, val = fold_split(n_train + n_val, self.folds, self.fold, self.seed)
+            self.train_set, self.val_set = TensorDataset(x[train], y[train]), TensorDataset(x[val], y[val])
 
 
 class XORDataModule(SplitDataModule):

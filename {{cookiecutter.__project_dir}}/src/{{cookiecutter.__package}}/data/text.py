@@ -33,7 +33,7 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
 from .. import ConfigError, require_positive
 from ..hub import before_hub, from_hub
-from .base import SplitDataModule
+from .base import SplitDataModule, check_fold, fold_split
 from .codec import Codec, Request
 
 PAD, UNK = "[PAD]", "[UNK]"
@@ -162,10 +162,14 @@ class TextDataModule(SplitDataModule):
         seed: int = 42,
         predict_texts: list[str] | None = None,
         predict_file: str | None = None,
+        folds: int | None = None,
+        fold: int = 0,
     ) -> None:
         """`tokenizer`: a pretrained model's tokenizer (a Hub name or a folder) instead of one trained here (then
         `vocab_size` and `min_frequency` do not apply). `predict_texts` (or `predict_file`, one text per line)
-        are what `predict` classifies: the CLI's `--text` and `--text_file`; without them, the test split."""
+        are what `predict` classifies: the CLI's `--text` and `--text_file`; without them, the test split. `folds`: the
+        training rows (with the validation split's, if the data has one) are cut into that many parts, and part `fold`
+        validates."""
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters(ignore=["vocab_size", "min_frequency"] if tokenizer else [])  # not used then
         require_positive(self, vocab_size=vocab_size, min_frequency=min_frequency, max_length=max_length)
@@ -181,6 +185,8 @@ class TextDataModule(SplitDataModule):
             )
         if dataset is None and not data_files:
             raise ConfigError("TextDataModule: give --data.dataset (a Hub name or a folder) or --data.data_files")
+        check_fold(self, folds, fold)
+        self.folds, self.fold = folds, fold
         self.dataset, self.data_files, self.text_column, self.label_column = (
             dataset,
             data_files,
@@ -255,6 +261,10 @@ class TextDataModule(SplitDataModule):
             order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed)).tolist()
             n_val = max(1, round(self.val_size * len(train)))
             val, train = [train[i] for i in order[:n_val]], [train[i] for i in order[n_val:]]
+        if self.folds is not None:
+            rows = train + val
+            train_indices, val_indices = fold_split(len(rows), self.folds, self.fold, self.seed)
+            train, val = [rows[i] for i in train_indices], [rows[i] for i in val_indices]
         self.train_set, self.val_set = train, val
         self.test_set = self._rows(splits["test"], "test") if "test" in splits else []
         if hasattr(self, "codec"):
