@@ -197,7 +197,7 @@ def test_misspelled_option_exits_2_and_names_it_in_two_lines(run_cli, capsys, op
     assert option.rsplit(".", 1)[-1] in error[0] and len(error) <= 2, error
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", fast_on("xor", "resnet_finetune"))
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [

@@ -230,6 +230,7 @@ def test_folds_validate_each_example_once():
     assert all(set(train).isdisjoint(val) and len(train) + len(val) == 50 for train, val in parts)
 
 
+@pytest.mark.slow  # a run per fold
 @pytest.mark.skipif("linear_regression" not in TASKS, reason="the project has no linear_regression task")
 def test_repeat_over_folds_runs_every_fold(workdir):
     config = str(PROJECT_ROOT / "configs" / "linear_regression.yaml")

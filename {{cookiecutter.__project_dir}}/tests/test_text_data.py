@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, REVIEWS
+from conftest import CONFIGS, REVIEWS, fast_on
 
 from {{ cookiecutter.__package }} import ConfigError
 from {{ cookiecutter.__package }}.data.text import TextDataModule
@@ -108,7 +108,7 @@ def test_bad_data_exits_2_before_training(run_cli, workdir, capsys):
     assert not list(workdir.glob("runs/**/*.ckpt"))
 
 
-@pytest.mark.parametrize("task", TEXT_TASKS)
+@pytest.mark.parametrize("task", fast_on("sentiment_rnn", "bert_finetune", among=TEXT_TASKS))  # both tokenizer kinds
 def test_predict_reads_raw_text_with_the_tokenizer_from_the_checkpoint(run_cli, workdir, capsys, task):
     trained = run_cli("fit", task, "--trainer.max_epochs", "2").datamodule.codec
     (best,) = workdir.glob("runs/**/best.ckpt")
