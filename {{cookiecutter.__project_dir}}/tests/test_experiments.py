@@ -125,6 +125,15 @@ def test_the_pruner_stops_a_trial_after_its_first_epoch(workdir, monkeypatch):
 
 
 @needs_xor
+def test_a_seeded_sweep_samples_the_same_options_again(workdir):
+    one_epoch = ["--trainer.max_epochs", "1", "--pruner", "none", "--seed", "7"]
+    for study in ("first", "second"):
+        main("sweep", [*sweep_args(*one_epoch, trials=2), "--study", study], run)
+    first, second = ([t.params for t in study_of(workdir, name).get_trials()] for name in ("first", "second"))
+    assert first == second and first[0] != first[1]
+
+
+@needs_xor
 @pytest.mark.slow  # two sweeps
 def test_a_restarted_sweep_continues_the_study_to_its_count(workdir, capsys):
     main("sweep", sweep_args(trials=2), run)

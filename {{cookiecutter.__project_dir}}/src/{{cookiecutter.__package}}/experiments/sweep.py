@@ -44,6 +44,7 @@ from .launch import Run, claim_run_dir, command_parser, in_processes, printed_co
 from .space import Param, check_names, load_space
 
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats, retries, plots
+optuna.logging.set_verbosity(optuna.logging.WARNING)  # here, so that --jobs workers (which import this) say it too
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 PRUNERS = {
     "median": optuna.pruners.MedianPruner,  # stops a trial below the median of the others at the same epoch
@@ -65,6 +66,7 @@ class Plan:
     direction: Literal["minimize", "maximize"]
     pruner: str
     heartbeat: int
+    seed: int | None
 
 
 class Pruning(Callback):
@@ -112,6 +114,9 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--study", help="the study's name: the same name continues it (default: the task's name)")
     parser.add_argument("--pruner", choices=list(PRUNERS), default="median", help="(default: median)")
     parser.add_argument(
+        "--seed", type=int, help="the sampler's seed: a new study with the same seed and --jobs samples alike"
+    )
+    parser.add_argument(
         "--heartbeat",
         type=int,
         default=60,
@@ -139,10 +144,10 @@ def main(argv: list[str], run: Run) -> None:
     if args.storage is None:
         folder.mkdir(parents=True, exist_ok=True)
     direction: Literal["minimize", "maximize"] = "minimize" if mode == "min" else "maximize"
-    plan = Plan(fit, space, storage_url, name, args.trials, metric, direction, args.pruner, args.heartbeat)
+    plan = Plan(fit, space, storage_url, name, args.trials, metric, direction, args.pruner, args.heartbeat, args.seed)
     study = open_study(plan)
     print(f"sweep: study {name} in {shown(storage_url)}: {metric} ({mode}) over {', '.join(p.name for p in space)}")
-    in_processes(args.jobs, work, [(plan, run)] * args.jobs)
+    in_processes(args.jobs, work, [(plan, run, worker) for worker in range(args.jobs)])
     report(study, plan, folder / name)
 
 
@@ -196,7 +201,6 @@ def storage(plan: Plan) -> RDBStorage:
 
 def open_study(plan: Plan) -> optuna.Study:
     """Create the study, or continue it when it searched the same space for the same metric."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=plan.study, storage=storage(plan), direction=plan.direction, load_if_exists=True
     )
@@ -210,9 +214,12 @@ def open_study(plan: Plan) -> optuna.Study:
     return study
 
 
-def work(plan: Plan, run: Run) -> None:
-    """Run trials until the study holds plan.trials finished ones; wait while the last ones run elsewhere."""
-    study = optuna.load_study(study_name=plan.study, storage=storage(plan), pruner=PRUNERS[plan.pruner]())
+def work(plan: Plan, run: Run, worker: int) -> None:
+    """Run trials until the study holds plan.trials finished ones; wait while the last ones run elsewhere. With a
+    seed, worker k samples with seed + k: the same draws each time, and not the same as the other workers'."""
+    sampler = optuna.samplers.TPESampler(seed=None if plan.seed is None else plan.seed + worker)
+    pruner = PRUNERS[plan.pruner]()
+    study = optuna.load_study(study_name=plan.study, storage=storage(plan), sampler=sampler, pruner=pruner)
     failures = 0
     while True:
         fail_stale_trials(study)  # a trial whose process died: failed, and queued again
@@ -221,7 +228,7 @@ def work(plan: Plan, run: Run) -> None:
         if finished >= plan.trials:
             return
         if finished + running >= plan.trials and TrialState.WAITING not in states:
-            time.sleep(min(plan.heartbeat, 5))  # the last trials run: wait for them, or for a dead one's retry
+            time.sleep(1)  # the last trials run elsewhere: wait for them, or for a dead one's retry
             continue
         study.optimize(partial(objective, plan=plan, run=run), n_trials=1, catch=(Surplus,))
         last = study.get_trials(deepcopy=False)[-1]
