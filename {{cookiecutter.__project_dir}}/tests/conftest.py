@@ -12,17 +12,18 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
-{%- if "yes" in (cookiecutter.__mnist_data, cookiecutter.include_resnet_finetune, cookiecutter.include_bert_finetune) %}
 import torch
-{%- endif %}
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
 import torchvision
 {%- endif %}
 import uvicorn
 import yaml
+from filelock import FileLock
 {%- if cookiecutter.include_resnet_finetune == "yes" %}
 from PIL import Image
 {%- endif %}
@@ -57,6 +58,9 @@ def speed(task: str) -> int:
 
 
 QUICKEST = min(TASKS, key=speed)
+# pytest-xdist's workers (pyproject's addopts: -n) share the cores: torch's threads too.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"])))
 
 
 def fast_on(*tasks: str, among: list[str] = TASKS) -> list:
@@ -293,20 +297,36 @@ def data_args(request: pytest.FixtureRequest) -> dict[str, list[str]]:
     return offline
 
 
+def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], Path]) -> Path:
+    """`make(folder)`, which returns a path in the folder, run once per test run: under pytest-xdist, by the first
+    worker that asks (a file lock), and the others read that path from the folder."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return make(tmp_path_factory.mktemp(name))
+    folder = tmp_path_factory.getbasetemp().parent / name  # the run's own folder, above each worker's
+    with FileLock(f"{folder}.lock"):
+        made = folder / ".made"
+        if not made.exists():
+            folder.mkdir(exist_ok=True)  # a worker that failed here may have left some of it
+            made.write_text(str(make(folder)))
+        return Path(made.read_text())
+
+
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, data_args: dict[str, list[str]]):
-    """`trained("xor")`: the best.ckpt of a short fit of the task, made once per test session."""
+    """`trained("xor")`: the best.ckpt of a short fit of the task, made once per test run."""
     checkpoints: dict[str, Path] = {}
     limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
 
+    def fit(task: str, folder: Path) -> Path:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.chdir(folder)
+            patch.setattr("sys.argv", ["{{ cookiecutter.__package }}"])
+            cli = run(cli_args("fit", task, data_args, *limits))
+            return Path(cli.trainer.checkpoint_callback.best_model_path).resolve()
+
     def checkpoint(task: str) -> Path:
         if task not in checkpoints:
-            folder = tmp_path_factory.mktemp(task)
-            with pytest.MonkeyPatch.context() as patch:
-                patch.chdir(folder)
-                patch.setattr("sys.argv", ["{{ cookiecutter.__package }}"])
-                cli = run(cli_args("fit", task, data_args, *limits))
-            checkpoints[task] = Path(cli.trainer.checkpoint_callback.best_model_path)
+            checkpoints[task] = made_once(tmp_path_factory, task, partial(fit, task))
         return checkpoints[task]
 
     return checkpoint
@@ -315,13 +335,16 @@ def trained(tmp_path_factory: pytest.TempPathFactory, data_args: dict[str, list[
 @pytest.fixture(scope="session")
 def exported(trained, tmp_path_factory: pytest.TempPathFactory):
     """`exported("xor")`: the folder of the export of `trained("xor")` (every format, the int8 files, metadata.json
-    and the model card), made once per test session: a test that changes a file changes a copy."""
+    and the model card), made once per test run: a test that changes a file changes a copy."""
     folders: dict[str, Path] = {}
+
+    def export_to(task: str, folder: Path) -> Path:
+        export(load_checkpoint(trained(task)), folder, quantize="int8")
+        return folder
 
     def folder(task: str) -> Path:
         if task not in folders:
-            folders[task] = tmp_path_factory.mktemp(f"{task}-export")
-            export(load_checkpoint(trained(task)), folders[task], quantize="int8")
+            folders[task] = made_once(tmp_path_factory, f"{task}-export", partial(export_to, task))
         return folders[task]
 
     return folder
