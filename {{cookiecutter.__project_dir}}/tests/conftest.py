@@ -66,7 +66,7 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
 def fast_on(*tasks: str, among: list[str] = TASKS) -> list:
     """The tasks `among` (all: TASKS) as test parameters, those not named here marked `slow` (the quickest stays when
     none of them is there): plain `pytest` checks a piece of machinery on a few tasks, `pytest -m slow` on the rest."""
-    fast = set(tasks) & set(among) or {min(among, key=speed)}
+    fast = set(tasks) & set(among) or set(sorted(among, key=speed)[:1])
     return [task if task in fast else pytest.param(task, marks=pytest.mark.slow) for task in among]
 
 
