@@ -197,10 +197,11 @@ class MNISTDataModule(SplitDataModule):
         if not 0 < self.val_size < len(train):
             raise ConfigError(f"val_size must be between 1 and {len(train) - 1}, got {self.val_size}")
         full = TensorDataset(self.codec.preprocess(train.data), train.targets)
-        n_val = self.val_size
-        generator = torch.Generator().manual_seed(self.seed)
-        self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
-        if self.folds is not None:
+        if self.folds is None:
+            generator = torch.Generator().manual_seed(self.seed)
+            n_val = self.val_size
+            self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
+        else:
             train_indices, val_indices = fold_split(len(full), self.folds, self.fold, self.seed)
             self.train_set, self.val_set = Subset(full, train_indices), Subset(full, val_indices)
         self.test_set = TensorDataset(self.codec.preprocess(test.data), test.targets)
