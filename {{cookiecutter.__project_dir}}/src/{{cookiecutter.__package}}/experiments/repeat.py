@@ -17,6 +17,7 @@ import json
 import os
 import re
 import statistics
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +76,16 @@ def main(argv: list[str], run: Run) -> None:
 
 
 def one_run(fit: list[str], seed: int, fold: int | None, folds: int | None, run: Run) -> dict[str, Any]:
-    """fit, then validate and test best.ckpt: the run's folder and its metrics."""
+    """fit, then validate and test best.ckpt: the run's folder, its time and epochs, and its metrics."""
     options = [f"--seed_everything={seed}"] + ([f"--data.folds={folds}", f"--data.fold={fold}"] if folds else [])
     claimed: list[Path] = []
 
     def hook(trainer: Trainer, model: Task) -> None:
         claimed.append(claim_run_dir(trainer))
 
+    start = time.perf_counter()
     cli = run([*fit, *options], trainer_hook=hook)
+    fit_seconds = time.perf_counter() - start
     trainer = cli.trainer
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     if not best:
@@ -91,7 +94,14 @@ def one_run(fit: list[str], seed: int, fold: int | None, folds: int | None, run:
     for evaluate in (trainer.validate, trainer.test):
         for results in evaluate(cli.model, datamodule=cli.datamodule, ckpt_path=best, verbose=False):
             metrics.update({name: float(value) for name, value in results.items()})
-    return {"seed": seed, "fold": fold, "run": str(claimed[0]), **dict(sorted(metrics.items()))}
+    return {
+        "seed": seed,
+        "fold": fold,
+        "run": str(claimed[0]),
+        "fit_seconds": fit_seconds,  # the `fit` command's, from reading the config to the last checkpoint
+        "epochs": trainer.current_epoch,  # trained: fewer than max_epochs where early stopping ended the run
+        **dict(sorted(metrics.items())),
+    }
 
 
 def report(rows: list[dict[str, Any]], folder: Path) -> None:

@@ -58,9 +58,13 @@ class Param:
 
 def load_space(path: Path) -> list[Param]:
     """The space in `path`, refused in one line where an entry is not a range or a list of choices."""
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"--space {path}: no such file; write one like configs/sweeps/<task>.yaml")
-    entries = yaml.safe_load(path.read_text())
+    try:
+        entries = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:  # a folder, unreadable, not YAML
+        reason = str(err).strip().splitlines()[0]
+        raise ConfigError(f"--space {path}: not a YAML file ({reason}); write one like configs/sweeps/<task>.yaml")
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{path}: no options to search; give each option a range (low, high) or a list of choices")
     return [parse(path, str(name).removeprefix("--"), entry) for name, entry in entries.items()]
