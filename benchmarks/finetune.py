@@ -11,7 +11,9 @@ PNG folders (train/ val/ test/, one sub-folder per digit), the form `resnet_fine
    - scratch: the same ResNet-18 from random weights;
    - linear probe: the source backbone frozen for every epoch, only the new head trained.
    Each is tested on every test image of digits 5-9. Goal: pretrained ahead of scratch by more than the
-   spread of the seeds.
+   spread of the seeds. A seed here also draws which images are labelled (`--data.seed`): the spread is that
+   of the few-shot sample and the training together. The project's `repeat` varies only the training seed
+   over one data split, as comparing two configs needs, so this loop stays its own.
 3. Speed: one run of two epochs over a larger budget (the first frozen, the second not), timed per step:
    frozen-phase steps/s over full fine-tuning's (goal >= 1.5x), and whether the frozen epoch left every
    backbone tensor (weights and batch-norm statistics) bit for bit as the source checkpoint had it.

@@ -92,6 +92,23 @@ def test_a_database_that_cannot_be_reached_is_named(workdir):
         main("sweep", [*sweep_args(), "--storage", url], run)
 
 
+def test_a_sweep_that_loses_the_race_to_make_the_tables_finds_them_made(tmp_path, monkeypatch):
+    """Sweeps started at once on a new database all make its tables; the losers get an error, and try again."""
+    made = []
+
+    def tables_made_by_another(*args, **kwargs):
+        if not made:
+            made.append(1)
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        return real(*args, **kwargs)
+
+    real = sweep.RDBStorage
+    monkeypatch.setattr(sweep, "RDBStorage", tables_made_by_another)
+    monkeypatch.setattr(sweep.time, "sleep", lambda seconds: None)
+    plan = sweep.Plan([], [], f"sqlite:///{tmp_path}/s.db", "s", 1, "val_loss", "minimize", "none", 60, None)
+    assert isinstance(sweep.storage(plan), optuna.storages.RDBStorage) and made == [1]
+
+
 @needs_xor
 def test_a_sweep_makes_a_run_per_trial_and_its_best_config_runs_again(workdir, capsys):
     main("sweep", sweep_args(), run)
@@ -302,3 +319,16 @@ def test_two_machines_share_one_study_in_postgresql(tmp_path):
     finally:
         subprocess.run([*as_server, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(server, ignore_errors=True)
+
+
+@needs_xor
+@pytest.mark.slow  # two processes
+def test_two_sweeps_started_at_once_share_a_new_sqlite_study(tmp_path):
+    """A sweep per GPU, in one folder: both make the new database's tables at once, and one study comes out."""
+    command = [sys.executable, "-m", "{{ cookiecutter.__package }}", "sweep", *sweep_args(trials=4)]
+    workers = [subprocess.Popen(command, cwd=tmp_path, env=launch_env()) for _ in range(2)]
+    assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
+    trials = study_of(tmp_path).get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4 and all(t.user_attrs.get("surplus") for t in trials if t not in complete)
+    assert len({t.user_attrs["run"] for t in complete}) == 4  # a run folder each, none claimed twice

@@ -64,7 +64,9 @@ def load_space(path: Path) -> list[Param]:
         entries = yaml.safe_load(path.read_text())
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:  # a folder, unreadable, not YAML
         reason = str(err).strip().splitlines()[0]
-        raise ConfigError(f"--space {path}: not a YAML file ({reason}); write one like configs/sweeps/<task>.yaml")
+        raise ConfigError(
+            f"--space {path}: not a YAML file ({reason}); write one like configs/sweeps/<task>.yaml"
+        ) from None
     if not isinstance(entries, dict) or not entries:
         raise ConfigError(f"{path}: no options to search; give each option a range (low, high) or a list of choices")
     return [parse(path, str(name).removeprefix("--"), entry) for name, entry in entries.items()]

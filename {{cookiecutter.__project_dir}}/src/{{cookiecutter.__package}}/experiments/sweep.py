@@ -189,12 +189,14 @@ def storage(plan: Plan) -> RDBStorage:
                 grace_period=2 * plan.heartbeat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
-        except IntegrityError as err:  # workers that start at once on a new database (an array) all make its tables
-            failure: Exception = err
-            time.sleep(1 + attempt)
         except Exception as err:  # noqa: BLE001 - no server, a wrong password, a missing driver: the user's to hear
-            failure = err
-            break
+            failure: Exception = err
+            # Sweeps that start at once on a new database (an array, a sweep per GPU) all make its tables: the
+            # ones that lose the race see them made (SQLite: "table ... already exists"; PostgreSQL: a duplicate
+            # key) and try again, finding them.
+            if not (isinstance(err, IntegrityError) or "already exists" in str(err)):
+                break
+            time.sleep(1 + attempt)
     reason = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
     raise ConfigError(f"--storage {shown(plan.storage)}: cannot open the database ({reason}); start it, or fix the URL")
 
