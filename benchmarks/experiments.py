@@ -44,19 +44,15 @@ import argparse
 import json
 import math
 import os
-import resource
-import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import torch
 import yaml
-from training import bake, machine, package_of, write_results
+from training import Project, bake, machine, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "experiments.json"
@@ -82,53 +78,10 @@ SIZES = {  # per part: full run, --quick
 PARALLEL_GOAL = 1.7
 
 
-def cpu_seconds() -> float:
-    """User + system seconds of this process's finished children (and theirs: a sweep's workers)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-class Project:
-    """The baked project, and every command run in it: `python -m <package> ...` as a user types it."""
-
-    def __init__(self, path: Path, work: Path) -> None:
-        self.path, self.package = path, package_of(path)
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(path / "src"), os.environ.get("PYTHONPATH", "")]),
-            "HF_DATASETS_CACHE": str(work / "hf_datasets"),  # the reviews' cache, not the user's
-            "HF_HUB_OFFLINE": "1",
-            "HF_DATASETS_OFFLINE": "1",
-        }
-        self.log = work / "logs"
-        self.log.mkdir()
-        # Compiled as `pip install` compiles it: else the first command measured also writes the bytecode.
-        subprocess.run([sys.executable, "-m", "compileall", "-q", str(path / "src")], check=True)
-        self.commands: list[dict] = []
-
-    def run(self, *args: str) -> float:
-        """Runs the command; its wall seconds. Exits with the end of its output when it fails. Its CPU seconds
-        (its processes' user + system time) are recorded too: wall time that grew while they did not is other
-        processes' load."""
-        log = self.log / f"{len(self.commands):03d}-{args[0]}.log"
-        cpu = cpu_seconds()
-        start = time.perf_counter()
-        with log.open("w") as out:
-            done = subprocess.run(
-                [sys.executable, "-m", self.package, *args], cwd=self.path, env=self.env, stdout=out, stderr=out
-            )
-        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
-        command = shlex.join(["python", "-m", self.package, *args])
-        if done.returncode != 0:
-            sys.exit(f"{command}\nexited with {done.returncode}; the end of its output:\n{log.read_text()[-4000:]}")
-        self.commands.append({"command": command, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2)})
-        print(f"  {seconds:7.1f} s (CPU {cpu:6.1f} s)  {command}", flush=True)
-        return seconds
-
-    def sweep(self, task: str, study: str, *args: str) -> tuple[float, dict]:
-        """`sweep --study <study> ...`: its wall seconds and its summary.json."""
-        seconds = self.run("sweep", "--study", study, *args)
-        return seconds, json.loads((self.path / "runs" / task / "sweeps" / study / "summary.json").read_text())
+def run_sweep(project: Project, task: str, study: str, *args: str) -> tuple[float, dict]:
+    """`sweep --study <study> ...` in the project: its wall seconds and its summary.json."""
+    seconds = project.run("sweep", "--study", study, *args)
+    return seconds, json.loads((project.path / "runs" / task / "sweeps" / study / "summary.json").read_text())
 
 
 def mnist_space(project: Project, work: Path) -> Path:
@@ -173,7 +126,7 @@ def sweep_walls(project: Project, task: str, options: list[str], size: dict) -> 
         for jobs in (1, 2) if round_ % 2 == 0 else (2, 1):  # alternate against drift in the machine's load
             study = f"parallel_{task}_{round_}_jobs{jobs}"
             args = ["--trials", str(size["trials"]), "--jobs", str(jobs), "--pruner", "none", "--seed", "0", *options]
-            seconds, summary = project.sweep(task, study, *args)
+            seconds, summary = run_sweep(project, task, study, *args)
             completed(summary, size["trials"])
             walls[jobs].append({"wall": seconds, "cpu": project.commands[-1]["cpu_seconds"]})
     return walls
@@ -217,7 +170,7 @@ def pruning(project: Project, work: Path, data_dir: Path, size: dict) -> dict:
     runs: dict[str, dict] = {}
     for pruner in ("median", "none"):
         args = ["--trials", str(size["trials"]), "--jobs", "1", "--pruner", pruner, "--seed", "0", *options]
-        seconds, summary = project.sweep("mnist_cnn", f"pruning_{pruner}", *args)
+        seconds, summary = run_sweep(project, "mnist_cnn", f"pruning_{pruner}", *args)
         completed(summary, size["trials"])
         runs[pruner] = {
             "wall_seconds": seconds,
@@ -255,8 +208,8 @@ def budgeted_sweep(project: Project, task_options: list[str], budget_s: float, j
         if more < jobs:
             return calls, summary
         trials += more
-        seconds, summary = project.sweep(
-            "sentiment_transformer", "transformer", "--trials", str(trials), "--jobs", str(jobs), *task_options
+        seconds, summary = run_sweep(
+            project, "sentiment_transformer", "transformer", "--trials", str(trials), "--jobs", str(jobs), *task_options
         )
         calls.append(seconds)
 
@@ -322,7 +275,7 @@ def overhead(project: Project, work: Path, size: dict) -> dict:
                 walls[kind].append(project.run("fit", "--config", "configs/xor.yaml", *QUIET))
             else:
                 args = ["--config", "configs/xor.yaml", "--space", str(space), "--trials", "1", *QUIET]
-                seconds, summary = project.sweep("xor", f"overhead_{round_}", *args)
+                seconds, summary = run_sweep(project, "xor", f"overhead_{round_}", *args)
                 completed(summary, 1)
                 walls[kind].append(seconds)
     fit, sweep = (statistics.median(walls[kind]) for kind in ("fit", "sweep"))
@@ -349,9 +302,9 @@ def table(results: dict, parts: list[str]) -> None:
         verdict = "meets" if ratio >= PARALLEL_GOAL else "BELOW"
         for task in ("mnist_cnn", "xor"):
             per_hour, busy = (results["parallel"][key][task] for key in ("trials_per_hour", "cores_busy"))
-            for jobs in ("jobs1", "jobs2"):
-                value = f"{per_hour[jobs]:.0f} ({busy[jobs]:.2f} cores busy)"
-                rows.append((f"parallel: {task} trials/hour, --{jobs[:4]} {jobs[4:]}", value))
+            for jobs in (1, 2):
+                value = f"{per_hour[f'jobs{jobs}']:.0f} ({busy[f'jobs{jobs}']:.2f} cores busy)"
+                rows.append((f"parallel: {task} trials/hour, --jobs {jobs}", value))
         rows += [
             ("parallel: mnist_cnn jobs 2 / jobs 1", f"{ratio:.2f}x, {verdict} the goal of {PARALLEL_GOAL}x"),
             ("parallel: xor jobs 2 / jobs 1", f"{results['jobs2_vs_jobs1_trials_per_hour_xor']:.2f}x"),

@@ -35,14 +35,12 @@ import csv
 import json
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
 
-from training import bake, machine, package_of, write_results
+from training import Project, bake, machine, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
@@ -80,27 +78,6 @@ def tfidf_baseline(data_dir: Path) -> dict:
         "seconds": time.perf_counter() - start,  # the whole grid
         "majority_class_test_acc": max(sum(test_y), len(test_y) - sum(test_y)) / len(test_y),
     }
-
-
-def repeat(project: Path, package: str, spec: dict, work: Path) -> list[dict]:
-    """`repeat` of a task's default config (and the run's options) over spec["seeds"], through the project's CLI
-    as a user types it: each seed's run fits, then validates and tests its best checkpoint; the summary's rows."""
-    name = f"{spec['name']}-{spec['seeds']}-{len(list(work.glob(spec['name'] + '-*.log')))}"
-    out, log = work / name, work / f"{name}.log"
-    command = [sys.executable, "-m", package, "repeat", "--config", f"configs/{spec['task']}.yaml"]
-    command += ["--seeds", spec["seeds"], "--jobs", str(spec["jobs"]), "--output", str(out)]
-    command += ["--data.dataset", spec["data_dir"], *spec["options"], *spec["extra_args"]]
-    command += ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(project / "src"),
-        "HF_DATASETS_CACHE": str(work / "hf_datasets"),  # the reviews' cache, not the user's
-    }
-    with log.open("w") as output:
-        done = subprocess.run(command, cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        sys.exit(f"{name} failed with exit {done.returncode}:\n{log.read_text()[-4000:]}")
-    return json.loads((out / "summary.json").read_text())["runs"]
 
 
 def summary(runs: list[dict]) -> dict:
@@ -171,15 +148,19 @@ def main() -> None:
     bert_pooling: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-sentiment-") as tmp:
         work = Path(tmp)
-        project = bake(work / "bake")
-        package = package_of(project)
+        project = Project(bake(work / "bake"), work)
 
         def run(name: str, seeds: str, extra: list[str] = ()) -> list[dict]:
+            """`repeat` of the model's config and options over these seeds: the rows of its summary."""
             task, options, epochs = models[name]
             epoch_args = ["--trainer.max_epochs", str(epochs)] if epochs and not args.quick else []
-            spec = {"name": name, "task": task, "seeds": seeds, "options": options, "extra_args": []}
-            spec |= {"jobs": args.jobs, "data_dir": str(data_dir), "extra_args": [*epoch_args, *quick, *extra]}
-            rows = repeat(project, package, spec, work)
+            out = work / f"{name}-{len(project.commands)}"
+            project.run(
+                *("repeat", "--config", f"configs/{task}.yaml", "--seeds", seeds, "--jobs", str(args.jobs)),
+                *("--output", str(out), "--data.dataset", str(data_dir), *options, *epoch_args, *quick, *extra),
+                *("--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"),
+            )
+            rows = json.loads((out / "summary.json").read_text())["runs"]
             for row in rows:
                 print(
                     f"{name} {' '.join(extra)} seed {row['seed']}: test_acc {row['test_acc']:.4f}, best val_acc "

@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import struct
 import subprocess
@@ -259,6 +260,50 @@ def bake(into: Path) -> Path:
 def package_of(project: Path) -> str:
     """The Python package of a baked project: the one package under src/."""
     return next(p.name for p in (project / "src").iterdir() if (p / "__init__.py").exists())
+
+
+def cpu_seconds() -> float:
+    """User + system seconds of this process's finished children (and theirs: a sweep's workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Project:
+    """The baked project, and every command run in it: `python -m <package> ...` as a user types it."""
+
+    def __init__(self, path: Path, work: Path) -> None:
+        self.path, self.package = path, package_of(path)
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(path / "src"), os.environ.get("PYTHONPATH", "")]),
+            "HF_DATASETS_CACHE": str(work / "hf_datasets"),  # the reviews' cache, not the user's
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+        }
+        self.log = work / "logs"
+        self.log.mkdir()
+        # Compiled as `pip install` compiles it: else the first command measured also writes the bytecode.
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(path / "src")], check=True)
+        self.commands: list[dict] = []
+
+    def run(self, *args: str) -> float:
+        """Runs the command; its wall seconds. Exits with the end of its output when it fails. Its CPU seconds
+        (its processes' user + system time) are recorded too: wall time that grew while they did not is other
+        processes' load."""
+        log = self.log / f"{len(self.commands):03d}-{args[0]}.log"
+        cpu = cpu_seconds()
+        start = time.perf_counter()
+        with log.open("w") as out:
+            done = subprocess.run(
+                [sys.executable, "-m", self.package, *args], cwd=self.path, env=self.env, stdout=out, stderr=out
+            )
+        seconds, cpu = time.perf_counter() - start, cpu_seconds() - cpu
+        command = shlex.join(["python", "-m", self.package, *args])
+        if done.returncode != 0:
+            sys.exit(f"{command}\nexited with {done.returncode}; the end of its output:\n{log.read_text()[-4000:]}")
+        self.commands.append({"command": command, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2)})
+        print(f"  {seconds:7.1f} s (CPU {cpu:6.1f} s)  {command}", flush=True)
+        return seconds
 
 
 def write_idx(path: Path, array) -> None:
