@@ -48,6 +48,14 @@ def study_of(folder: Path, name: str = "xor") -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{folder}/runs/xor/sweeps/{name}.db")
 
 
+def four_complete(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The complete trials of a 4-trial study that two workers ran, checked to be 4. Two workers that both see a last
+    trial to run both start one: the later ends at once, failed as surplus, and is the only other kind allowed."""
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 4 and all(t.user_attrs.get("surplus") for t in trials if t not in complete)
+    return complete
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -307,9 +315,7 @@ def test_two_machines_share_one_study_in_postgresql(tmp_path):
         study = optuna.load_study(study_name="xor", storage=url)
         trials = study.get_trials()
         assert [t.number for t in trials] == list(range(len(trials)))  # numbered by the database, none twice
-        # Two workers that both see a last trial to run both start one: the later ends at once, failed as surplus.
-        complete = [t for t in trials if t.state == TrialState.COMPLETE]
-        assert len(complete) == 4 and all(t.user_attrs.get("surplus") for t in trials if t not in complete)
+        complete = four_complete(trials)
         folders = [Path(trial.user_attrs["run"]) for trial in complete]  # each on the machine that ran it
         assert all((f / "checkpoints" / "best.ckpt").is_file() for f in folders) and len(set(folders)) == 4
         assert {f.parents[2] for f in folders} == set(machines)  # both machines ran trials
@@ -328,7 +334,5 @@ def test_two_sweeps_started_at_once_share_a_new_sqlite_study(tmp_path):
     command = [sys.executable, "-m", "{{ cookiecutter.__package }}", "sweep", *sweep_args(trials=4)]
     workers = [subprocess.Popen(command, cwd=tmp_path, env=launch_env()) for _ in range(2)]
     assert [worker.wait(timeout=300) for worker in workers] == [0, 0]
-    trials = study_of(tmp_path).get_trials()
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    assert len(complete) == 4 and all(t.user_attrs.get("surplus") for t in trials if t not in complete)
+    complete = four_complete(study_of(tmp_path).get_trials())
     assert len({t.user_attrs["run"] for t in complete}) == 4  # a run folder each, none claimed twice
