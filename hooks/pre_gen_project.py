@@ -45,42 +45,43 @@ def words(text: str) -> set[str]:
 MODULES = words(
     """
 PIL _cffi_backend _distutils_hack _hypothesis_ftz_detector _hypothesis_globals _hypothesis_pytestplugin
-_multiprocess _pytest _xxhash _yaml absl aiohappyeyeballs aiohttp aiosignal alembic annotated_doc annotated_types
-anyio arrow ast_serialize attr attrs binaryornot build cachetools certifi cffi cfgv charset_normalizer click
-cloudpickle colorlog contourpy cookiecutter coreweave_evaluations cruft cryptography cuda cycler databricks datasets
-dateutil dill distlib distro docstring_parser dotenv execnet fastapi filelock flatbuffers fontTools frozenlist
-fsspec functorch git gitdb google graphql grpc h11 harfile hf_xet httpcore httpcore2 httptools httpx httpx2
-huggingface_hub hypothesis hypothesis_graphql identify idna importlib_metadata iniconfig isympy jinja2 jsonargparse
-jsonschema_rs kiwisolver lazy_importer librt lightning lightning_fabric lightning_utilities mako markdown
-markdown_it markupsafe matplotlib mdurl ml_dtypes mlflow mpl_toolkits mpmath multidict multipart multiprocess mypy
-mypy_extensions mypyc networkx nodeenv numpy nvidia onnx onnx_ir onnxruntime onnxscript opentelemetry optuna outcome
-packaging pandas pathspec pip piptools pkg_resources platformdirs pluggy pre_commit prometheus_client propcache
-psycopg psycopg_binary py pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydantic_settings pygments
-pylab pyparsing pyproject_hooks pyrate_limiter pytest python_discovery python_multipart pytorch_lightning regex
-requests rich ruff safetensors schemathesis selenium setuptools shellingham sitecustomize slugify smmap sniffio
-socks sockshandler sortedcontainers sqlalchemy sqlparse starlette sympy tensorboard tensorboard_data_server test
-text_unidecode tokenizers torch torchao torchgen torchmetrics torchvision tqdm transformers trio trio_websocket
-triton truststore typer typeshed_client typing_extensions typing_inspection tzdata urllib3 usercustomize uvicorn
-uvloop virtualenv wandb watchfiles websocket websockets werkzeug wheel wsproto xdist xxhash yaml yarl zipp
+_multiprocess _pytest _xxhash _yaml absl accelerate aiohappyeyeballs aiohttp aiosignal alembic annotated_doc
+annotated_types anyio arrow ast_serialize attr attrs binaryornot build cachetools certifi cffi cfgv
+charset_normalizer click cloudpickle colorlog contourpy cookiecutter coreweave_evaluations cruft cryptography cuda
+cycler databricks datasets dateutil dill distlib distro docstring_parser dotenv execnet fastapi filelock flatbuffers
+fontTools frozenlist fsspec functorch git gitdb google graphql grpc h11 harfile hf_xet httpcore httpcore2 httptools
+httpx httpx2 huggingface_hub hypothesis hypothesis_graphql identify idna importlib_metadata iniconfig isympy jinja2
+jsonargparse jsonschema_rs kiwisolver lazy_importer librt lightning lightning_fabric lightning_utilities mako
+markdown markdown_it markupsafe matplotlib mdurl ml_dtypes mlflow mpl_toolkits mpmath multidict multipart
+multiprocess mypy mypy_extensions mypyc networkx nodeenv numpy nvidia onnx onnx_ir onnxruntime onnxscript
+opentelemetry optuna outcome packaging pandas pathspec peft pip piptools pkg_resources platformdirs pluggy
+pre_commit prometheus_client propcache psutil psycopg psycopg_binary py pyarrow pyasn1 pyasn1_modules pycparser
+pydantic pydantic_core pydantic_settings pygments pylab pyparsing pyproject_hooks pyrate_limiter pytest
+python_discovery python_multipart pytorch_lightning regex requests rich ruff safetensors schemathesis selenium
+setuptools shellingham sitecustomize slugify smmap sniffio socks sockshandler sortedcontainers sqlalchemy sqlparse
+starlette sympy tensorboard tensorboard_data_server test text_unidecode tokenizers torch torchao torchgen
+torchmetrics torchvision tqdm transformers trio trio_websocket triton truststore typer typeshed_client
+typing_extensions typing_inspection tzdata urllib3 usercustomize uvicorn uvloop virtualenv wandb watchfiles
+websocket websockets werkzeug wheel wsproto xdist xxhash yaml yarl zipp
 """
 )
 DISTRIBUTIONS = words(
     """
-absl-py aiohappyeyeballs aiohttp aiosignal alembic annotated-doc annotated-types anyio arrow ast-serialize attrs
-binaryornot build cachetools certifi cffi cfgv charset-normalizer click cloudpickle colorlog contourpy cookiecutter
-cruft cryptography cuda-bindings cuda-pathfinder cuda-toolkit cwevals cycler databricks-sdk datasets dill distlib
-distro docstring-parser execnet fastapi filelock flatbuffers fonttools frozenlist fsspec gitdb gitpython google-auth
-googleapis-common-protos graphql-core grpcio h11 harfile hf-xet httpcore httpcore2 httptools httpx httpx2
-huggingface-hub hypothesis hypothesis-graphql identify idna importlib-metadata iniconfig jinja2 jsonargparse
-jsonschema-rs kiwisolver lazy-importer librt lightning lightning-utilities mako markdown markdown-it-py markupsafe
-matplotlib mdurl ml-dtypes mlflow-skinny mpmath multidict multiprocess mypy mypy-extensions networkx nodeenv numpy
-nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft nvidia-cufile
-nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink
+absl-py accelerate aiohappyeyeballs aiohttp aiosignal alembic annotated-doc annotated-types anyio arrow
+ast-serialize attrs binaryornot build cachetools certifi cffi cfgv charset-normalizer click cloudpickle colorlog
+contourpy cookiecutter cruft cryptography cuda-bindings cuda-pathfinder cuda-toolkit cwevals cycler databricks-sdk
+datasets dill distlib distro docstring-parser execnet fastapi filelock flatbuffers fonttools frozenlist fsspec gitdb
+gitpython google-auth googleapis-common-protos graphql-core grpcio h11 harfile hf-xet httpcore httpcore2 httptools
+httpx httpx2 huggingface-hub hypothesis hypothesis-graphql identify idna importlib-metadata iniconfig jinja2
+jsonargparse jsonschema-rs kiwisolver lazy-importer librt lightning lightning-utilities mako markdown markdown-it-py
+markupsafe matplotlib mdurl ml-dtypes mlflow-skinny mpmath multidict multiprocess mypy mypy-extensions networkx
+nodeenv numpy nvidia-cublas nvidia-cuda-cupti nvidia-cuda-nvrtc nvidia-cuda-runtime nvidia-cudnn-cu13 nvidia-cufft
+nvidia-cufile nvidia-curand nvidia-cusolver nvidia-cusparse nvidia-cusparselt-cu13 nvidia-nccl-cu13 nvidia-nvjitlink
 nvidia-nvshmem-cu13 nvidia-nvtx onnx onnx-ir onnxruntime onnxscript opentelemetry-api
 opentelemetry-exporter-http-transport opentelemetry-exporter-otlp-common opentelemetry-exporter-otlp-proto-common
 opentelemetry-exporter-otlp-proto-http opentelemetry-proto opentelemetry-sdk opentelemetry-semantic-conventions
-optuna outcome packaging pandas pathspec pillow pip pip-tools platformdirs pluggy pre-commit prometheus-client
-propcache protobuf psycopg psycopg-binary pyarrow pyasn1 pyasn1-modules pycparser pydantic pydantic-core
+optuna outcome packaging pandas pathspec peft pillow pip pip-tools platformdirs pluggy pre-commit prometheus-client
+propcache protobuf psutil psycopg psycopg-binary pyarrow pyasn1 pyasn1-modules pycparser pydantic pydantic-core
 pydantic-settings pygments pyparsing pyproject-hooks pyrate-limiter pysocks pytest pytest-xdist python-dateutil
 python-discovery python-dotenv python-multipart python-slugify pytorch-lightning pyyaml regex requests rich ruff
 safetensors schemathesis selenium setuptools shellingham smmap sniffio sortedcontainers sqlalchemy sqlparse
@@ -92,9 +93,10 @@ wheel wsproto xxhash yarl zipp
 )
 COMMANDS = words(
     """
-activate alembic backend-test-tools binaryornot cffi-gen-src check-model check-node cookiecutter cruft datasets-cli
-distro dmypy dotenv f2py fabric fastapi fonttools hf httpx httpx2 hypothesis identify-cli idna isympy mako-render
-markdown-it mlflow mypy mypyc nodeenv normalizer numpy-config optuna pip pip-compile pip-sync pip3 pre-commit proton
+accelerate accelerate-config accelerate-estimate-memory accelerate-launch accelerate-merge-weights activate alembic
+backend-test-tools binaryornot cffi-gen-src check-model check-node cookiecutter cruft datasets-cli distro dmypy
+dotenv f2py fabric fastapi fonttools hf httpx httpx2 hypothesis identify-cli idna isympy mako-render markdown-it
+mlflow mypy mypyc nodeenv normalizer numpy-config optuna pip pip-compile pip-sync pip3 pre-commit proton
 proton-viewer pyftmerge pyftsubset pygmentize pyproject-build pytest python python3 schemathesis slugify sqlformat
 st stubgen stubtest tensorboard tiny-agents torchfrtrace torchrun tqdm transformers ttx typer uvicorn virtualenv
 wandb watchfiles wb websockets wheel wsdump

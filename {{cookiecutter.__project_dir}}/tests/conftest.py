@@ -313,21 +313,24 @@ def made_once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callabl
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, data_args: dict[str, list[str]]):
-    """`trained("xor")`: the best.ckpt of a short fit of the task, made once per test run."""
-    checkpoints: dict[str, Path] = {}
+    """`trained("xor")`: the best.ckpt of a short fit of the task, made once per test run; `trained("xor", *options)`
+    with more options (another run, made once too)."""
+    checkpoints: dict[tuple[str, ...], Path] = {}
     limits = ["--trainer.max_epochs", "2", "--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"]
 
-    def fit(task: str, folder: Path) -> Path:
+    def fit(task: str, options: tuple[str, ...], folder: Path) -> Path:
         with pytest.MonkeyPatch.context() as patch:
             patch.chdir(folder)
             patch.setattr("sys.argv", ["{{ cookiecutter.__package }}"])
-            cli = run(cli_args("fit", task, data_args, *limits))
+            cli = run(cli_args("fit", task, data_args, *limits, *options))
             return Path(cli.trainer.checkpoint_callback.best_model_path).resolve()
 
-    def checkpoint(task: str) -> Path:
-        if task not in checkpoints:
-            checkpoints[task] = made_once(tmp_path_factory, task, partial(fit, task))
-        return checkpoints[task]
+    def checkpoint(task: str, *options: str) -> Path:
+        key = (task, *options)
+        if key not in checkpoints:
+            name = "-".join(key).replace("--", "").replace(".", "_")
+            checkpoints[key] = made_once(tmp_path_factory, name, partial(fit, task, options))
+        return checkpoints[key]
 
     return checkpoint
 

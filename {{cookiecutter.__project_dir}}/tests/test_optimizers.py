@@ -30,6 +30,7 @@ from {{ cookiecutter.__package }}.tasks.bert_finetune import BertClassifier
 
 # The quickest task that Lightning's automatic optimization trains (a GAN steps its own two optimizers).
 TASK = AUTOMATIC[0] if AUTOMATIC else None
+ADAMW = [task for task in AUTOMATIC if task not in ("xor", "linear_regression")]  # the quickest first
 needs_a_task = pytest.mark.skipif(TASK is None, reason="no task here takes an optimizer option")
 THREE_BATCHES = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"]
 SGD = ["--model.optimizer", "torch.optim.SGD", "--model.optimizer.lr", "0.05", "--model.optimizer.momentum", "0.9"]
@@ -105,7 +106,8 @@ def test_the_one_cycle_schedule_peaks_at_the_given_optimizers_rate_and_steps_per
 
 
 def todays_recipe(task: str, model: nn.Module, total_steps: int):
-    """The optimizer and schedule each task wrote in its `configure_optimizers` before they became options."""
+    """The optimizer and schedule each task wrote in its `configure_optimizers` before they became options; AdamW
+    since fused (one kernel over every weight), which the CPU runs too."""
     if task == "xor":
         return torch.optim.Adam(model.parameters(), lr=model.lr), None
     if task == "linear_regression":
@@ -117,15 +119,15 @@ def todays_recipe(task: str, model: nn.Module, total_steps: int):
         for name, parameter in model.model.named_parameters():
             (not_decayed if name.endswith("bias") or "LayerNorm" in name else decayed).append(parameter)
         groups = [{"params": decayed, "weight_decay": model.weight_decay}, {"params": not_decayed, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(groups, lr=model.lr)
+        optimizer = torch.optim.AdamW(groups, lr=model.lr, fused=True)
         return optimizer, get_linear_schedule_with_warmup(optimizer, int(model.warmup * total_steps), total_steps)
     if task == "resnet_finetune":
         backbone = [p for module in model.backbone() for p in module.parameters()]
         head = list(model.head.parameters())
         groups = [{"params": backbone, "lr": model.backbone_lr}, {"params": head, "lr": model.lr}]
-        optimizer = torch.optim.AdamW(groups, weight_decay=model.weight_decay)
+        optimizer = torch.optim.AdamW(groups, weight_decay=model.weight_decay, fused=True)
         return optimizer, OneCycle(optimizer, [model.backbone_lr, model.lr], total_steps)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=model.lr, weight_decay=model.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=model.lr, weight_decay=model.weight_decay, fused=True)
     return optimizer, OneCycle(optimizer, model.lr, total_steps)
 
 
@@ -154,6 +156,18 @@ def test_the_default_is_the_recipe_each_task_had(run_cli, task):
             scheduler.optimizer.step()
             scheduler.step()
         assert settings(optimizer) == settings(expected)
+
+
+@pytest.mark.skipif(not ADAMW, reason="no task here trains with the classifiers' AdamW (xor: Adam; linear: SGD)")
+def test_adamw_is_fused_unless_mixed_precision_clips_the_gradients(run_cli):
+    """Lightning refuses a fused step (it unscales gradients inside) when mixed precision clips them."""
+    plain = run_cli("fit", ADAMW[0], *THREE_BATCHES).model.configure_optimizers()
+    clipped = ["--trainer.precision", "bf16-mixed", "--trainer.gradient_clip_val", "1.0"]
+    cli = run_cli("fit", ADAMW[0], *THREE_BATCHES, *clipped)
+    optimizers = [plain, cli.model.configure_optimizers()]
+    fused = [(o if isinstance(o, torch.optim.Optimizer) else o["optimizer"]).defaults["fused"] for o in optimizers]
+    assert fused == [True, False]
+    assert torch.isfinite(cli.trainer.callback_metrics["train_loss"])
 
 
 def test_weight_decay_goes_to_matrices_and_kernels_not_to_vectors():

@@ -153,6 +153,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     model_args = checkpoint["hyper_parameters"]
     model = import_class(model_args["_class_path"])(**init_arguments(model_args))
     model.load_state_dict(checkpoint["state_dict"])
+    model = model.for_inference()
     data = data_codec(checkpoint, path)
     codec = model.serving_codec(Codec.from_dict(data))
     return Checkpoint(model.eval(), codec, describe(checkpoint, codec, data, path))
@@ -218,7 +219,8 @@ def program_predict(path: Path, metadata: dict[str, Any]) -> Predict:
 
 def load_int8(path: Path, metadata: dict[str, Any]) -> Task:
     """The int8 model saved as model_int8.pt: the task rebuilt from the metadata, quantized, then its weights loaded."""
-    model = quantize_int8(build_task(metadata))  # first: it imports torchao, whose int8 tensors the file holds
+    # quantized first: that imports torchao, whose int8 tensors the file holds; the file holds for_inference()'s weights
+    model = quantize_int8(build_task(metadata).for_inference())
     saved = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(saved["state_dict"], assign=True)
     return model.eval()

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities.types import LRSchedulerPLType, OptimizerLRSche
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from . import ConfigError, require_positive
-from .optim import ParamGroup, one_cycle, stepped_per_batch
+from .optim import ParamGroup, fusable, one_cycle, stepped_per_batch
 from .outputs import ClassOutputs
 from .task import BestCheckpoint, Task
 
@@ -89,7 +89,7 @@ class ClassificationTask(Task):
         return [{"params": list(self.parameters())}]
 
     def default_optimizer(self, groups: list[ParamGroup]) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay)
+        return torch.optim.AdamW(groups, lr=self.lr, weight_decay=self.weight_decay, fused=fusable(self))
 
     def default_schedule(self, optimizer: torch.optim.Optimizer) -> LRSchedulerPLType | None:
         # One cycle over the whole run: needs the total number of optimizer steps, which the Trainer knows.

@@ -28,6 +28,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
+from . import ConfigError
 from .artifacts import Checkpoint, load_checkpoint, torch_predict, write_metadata
 from .atomic import save_whole
 from .data.base import SplitDataModule, data_module_of
@@ -101,6 +102,11 @@ class QuantizationAwareTraining(PostTrainingQuantization):
     """
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if pl_module.hparams.get("lora_r"):  # adapters train beside frozen weights, and are merged only at export
+            raise ConfigError(
+                "QuantizationAwareTraining rounds the weights that train, but LoRA trains adapters that are merged "
+                "into the frozen weights only after fit: use PostTrainingQuantization, or export --quantize int8"
+            )
         from torchao.quantization import quantize_  # after int8.py, which quiets torchao's import
         from torchao.quantization.qat import IntxFakeQuantizeConfig, QATConfig
 

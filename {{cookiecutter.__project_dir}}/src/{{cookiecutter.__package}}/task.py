@@ -12,6 +12,8 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
   and `max` where nothing measures the model: best.ckpt is then the latest);
 - `serving_codec(data)`: the codec a served request goes through: the data's, unless the task reads
   something else (a generator reads noise);
+- `for_inference()`: the model as export and serving read it, made once after its weights load: itself for most
+  tasks; a model trained with adapters beside frozen weights (LoRA) merges them in;
 - `finish_onnx(model)`: an optional edit of the exported ONNX graph before it is written;
 - `_common_step(batch, stage)`: the loss and metrics of one batch, for train, val and test alike;
 - `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks);
@@ -67,6 +69,10 @@ class Task(LightningModule):
     def serving_codec(self, data: Codec) -> Codec:
         """What reads a served request for this model: the codec of the data it was trained on."""
         return data
+
+    def for_inference(self) -> Task:
+        """The model as export, int8 and serving read it, once its weights are loaded; most tasks are that already."""
+        return self
 
     def finish_onnx(self, model: onnx.ModelProto) -> None:
         """Edit the exported ONNX graph in place before it is written; most tasks leave it as it is."""
