@@ -172,7 +172,8 @@ def worker_raw(spec: dict) -> dict:
     task = Task(num_classes=data.num_classes, input_shape=data.input_shape, **config["model"]["init_args"])
     model, lr, weight_decay = task.model, task.hparams.lr, task.hparams.weight_decay
     total = spec["warmup_steps"] + spec["timed_steps"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)  # as the task fuses it
+    # fused, as the task's own AdamW (one kernel over every weight)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total)
 
     model.train()
