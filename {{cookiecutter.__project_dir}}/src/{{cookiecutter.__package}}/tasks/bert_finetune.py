@@ -127,7 +127,8 @@ class BertClassifier(ClassificationTask):
             loaded, report = from_hub(load, self.pretrained, "--model.pretrained")
         finally:
             transformers_logging.set_verbosity(verbosity)
-        self.model = self._trainable(loaded.float())  # float32, whatever the file holds, as training expects
+        # float32 whatever the file holds, and in the mode of the model it replaces (from_pretrained's is eval)
+        self.model = self._trainable(loaded.float().train(self.model.training))
         not_loaded = [*report["missing_keys"], *(key for key, *_ in report["mismatched_keys"])]
         body = sorted(key for key in not_loaded if key.startswith(f"{loaded.base_model_prefix}."))
         if body:
