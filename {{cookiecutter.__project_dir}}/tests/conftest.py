@@ -1,4 +1,5 @@
 {%- set text_tasks = cookiecutter.__text_data == "yes" -%}
+{%- set image_folders = cookiecutter.include_resnet_finetune == "yes" or cookiecutter.include_vit == "yes" -%}
 """Shared fixtures: run the CLI in-process inside a scratch folder, and small offline data."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torchvision
 import uvicorn
 import yaml
 from filelock import FileLock
-{%- if cookiecutter.include_resnet_finetune == "yes" %}
+{%- if image_folders %}
 from PIL import Image
 {%- endif %}
 {%- if cookiecutter.include_bert_finetune == "yes" %}
@@ -45,6 +46,7 @@ BY_SPEED = (
     "xor",
     "linear_regression",
     "mnist_cnn",
+    "vit",
     "sentiment_rnn",
     "sentiment_transformer",
     "resnet_finetune",
@@ -185,7 +187,7 @@ def fake_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_fake_mnist(tmp_path_factory.mktemp("mnist"))
 {%- endif %}
 
-{%- if cookiecutter.include_resnet_finetune == "yes" %}
+{%- if image_folders %}
 
 
 def make_photos(root: Path) -> Path:
@@ -211,6 +213,8 @@ def make_photos(root: Path) -> Path:
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_photos(tmp_path_factory.mktemp("photos"))
+{%- endif %}
+{%- if cookiecutter.include_resnet_finetune == "yes" %}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -277,8 +281,8 @@ def data_args(request: pytest.FixtureRequest) -> dict[str, list[str]]:
     mnist = ["--data.data_dir", str(fake_mnist), "--data.download", "false", "--data.val_size", "64"]
     offline["MNISTDataModule"] = mnist
 {%- endif %}
-{%- if cookiecutter.include_resnet_finetune == "yes" %}
-    # 60 small photos of 3 classes, at 32x32 pixels; the weights are the session's cached file (hub_weights).
+{%- if image_folders %}
+    # 60 small photos of 3 classes, at 32x32 pixels; a ResNet's weights are the session's cached file (hub_weights).
     photos = request.getfixturevalue("photos")
     offline["ImageFolderDataModule"] = ["--data.root", str(photos), "--data.dataset", "null", "--data.image_size", "32"]
     offline["ImageFolderDataModule"] += ["--data.resize", "36", "--data.batch_size", "8"]

@@ -1,4 +1,4 @@
-{%- set classification = "yes" in (cookiecutter.include_xor, cookiecutter.include_mnist_cnn, cookiecutter.include_sentiment_rnn, cookiecutter.include_sentiment_transformer, cookiecutter.include_resnet_finetune, cookiecutter.include_gan, cookiecutter.include_bert_finetune) -%}
+{%- set classification = "yes" in (cookiecutter.include_xor, cookiecutter.include_mnist_cnn, cookiecutter.include_sentiment_rnn, cookiecutter.include_sentiment_transformer, cookiecutter.include_resnet_finetune, cookiecutter.include_gan, cookiecutter.include_bert_finetune, cookiecutter.include_vit) -%}
 """The optimizer and the schedule are options: one named on the command line or in the config is the one that
 trains, schedules step per batch, a resumed run keeps them; the defaults are each task's recipe as it was written
 before they became options; weight decay spares vectors (BERT's biases and LayerNorm weights); and a classifier
@@ -122,11 +122,16 @@ def todays_recipe(task: str, model: nn.Module, total_steps: int):
         optimizer = torch.optim.AdamW(groups, lr=model.lr, fused=True)
         return optimizer, get_linear_schedule_with_warmup(optimizer, int(model.warmup * total_steps), total_steps)
     if task == "resnet_finetune":
-        backbone = [p for module in model.backbone() for p in module.parameters()]
-        head = list(model.head.parameters())
+        backbone = [p for name, p in model.model.named_parameters() if not name.startswith("fc.")]
+        head = list(model.model.fc.parameters())
         groups = [{"params": backbone, "lr": model.backbone_lr}, {"params": head, "lr": model.lr}]
         optimizer = torch.optim.AdamW(groups, weight_decay=model.weight_decay, fused=True)
         return optimizer, OneCycle(optimizer, [model.backbone_lr, model.lr], total_steps)
+    if task == "vit":  # weight decay on matrices only
+        decayed = [p for p in model.parameters() if p.dim() >= 2]
+        groups = [{"params": decayed}, {"params": [p for p in model.parameters() if p.dim() < 2], "weight_decay": 0.0}]
+        optimizer = torch.optim.AdamW(groups, lr=model.lr, weight_decay=model.weight_decay, fused=True)
+        return optimizer, OneCycle(optimizer, model.lr, total_steps)
     optimizer = torch.optim.AdamW(model.parameters(), lr=model.lr, weight_decay=model.weight_decay, fused=True)
     return optimizer, OneCycle(optimizer, model.lr, total_steps)
 
@@ -138,7 +143,7 @@ def settings(optimizer: torch.optim.Optimizer) -> list[dict]:
 
 # One task of each recipe: the others share the AdamW and one-cycle default with mnist_cnn.
 @pytest.mark.parametrize(
-    "task", fast_on("xor", "linear_regression", "mnist_cnn", "resnet_finetune", "bert_finetune", among=AUTOMATIC)
+    "task", fast_on("xor", "linear_regression", "mnist_cnn", "resnet_finetune", "bert_finetune", "vit", among=AUTOMATIC)
 )
 def test_the_default_is_the_recipe_each_task_had(run_cli, task):
     cli = run_cli("fit", task, *THREE_BATCHES)

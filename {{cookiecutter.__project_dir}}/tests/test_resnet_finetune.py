@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from conftest import cli_args, launch_env, make_photos
 from lightning.pytorch.callbacks import BaseFinetuning
 from PIL import Image
@@ -72,7 +73,7 @@ def test_the_frozen_phase_changes_nothing_in_the_backbone_and_the_next_one_does(
 def test_a_backbone_with_random_weights_is_never_frozen(run_cli):
     """Freezing keeps what pretraining learnt; random weights hold nothing to keep, so they train from epoch 0."""
     cli = run_cli("fit", "resnet_finetune", *SHORT, "--model.weights", "null", "--model.freeze_epochs", "1")
-    assert all(p.requires_grad for module in cli.model.backbone() for p in module.parameters())  # in epoch 0, the last
+    assert all(p.requires_grad for p in cli.model.backbone_parameters())  # in epoch 0, the last
     assert cli.model.model.bn1.running_mean.abs().sum() > 0  # batch norm trained too: it starts at zeros
 
 
@@ -134,13 +135,76 @@ def test_a_head_on_the_frozen_backbone_learns_the_test_images(run_cli):
     assert tested.trainer.callback_metrics["test_acc"] >= 0.9
 
 
-def test_every_resnet_architecture_gets_a_head_for_the_data(hub_weights):
-    model = ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch="resnet34", weights=None)
-    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
-    with pytest.raises(ConfigError, match="no such model"):
-        ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch="resnet7")
-    with pytest.raises(ConfigError, match="not a ResNet-like model"):
-        ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch="vgg11")
+HEADS = {
+    "resnet18": "fc",
+    "mobilenet_v3_small": "classifier.3",
+    "efficientnet_b0": "classifier.1",
+    "convnext_tiny": "classifier.2",
+    "swin_t": "head",
+    "vit_b_16": "heads.head",
+    "densenet121": "classifier",
+    "squeezenet1_1": "classifier.1",  # a 1x1 convolution, not a linear layer
+}
+
+
+@pytest.mark.parametrize("arch", HEADS)
+def test_every_torchvision_classifier_gets_a_new_head_for_the_data(arch):
+    task = ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch=arch, weights=None)
+    assert task.head_name == HEADS[arch]
+    head = task.model.get_submodule(task.head_name)
+    assert getattr(head, "out_features", getattr(head, "out_channels", None)) == 3
+    assert task(torch.zeros(2, 3, 32, 32)).shape == (2, 3)  # a ViT built for 32x32 images, not its 224
+    backbone, (_, head_group) = task.backbone_parameters(), task.parameter_groups()
+    assert len(backbone) + len(head_group["params"]) == len(list(task.parameters()))
+    assert {id(p) for p in head_group["params"]} == {id(p) for p in head.parameters()}
+
+
+@pytest.mark.parametrize(
+    ("arch", "refusal"),
+    [
+        ("resnet7", "no such model"),
+        ("inception_v3", "auxiliary heads are not supported"),
+        ("raft_small", "not an image classifier"),
+    ],
+)
+def test_what_is_not_a_torchvision_classifier_is_refused(arch, refusal):
+    with pytest.raises(ConfigError, match=refusal):
+        ResNetClassifier(num_classes=3, input_shape=(3, 32, 32), arch=arch)
+
+
+def test_a_classifier_with_a_nested_head_keeps_its_frozen_backbone_bit_for_bit(run_cli, workdir):
+    """MobileNet's head is `classifier.3`, behind a dropout: the frozen epoch leaves every other weight and every
+    batch-norm statistic as the file had them, and the next epoch trains them."""
+    torch.manual_seed(0)
+    source = ResNetClassifier(num_classes=1000, input_shape=(3, 32, 32), arch="mobilenet_v3_small", weights=None)
+    torch.save(source.model.state_dict(), workdir / "mobilenet.pth")
+    options = ["--model.arch", "mobilenet_v3_small", "--model.weights", str(workdir / "mobilenet.pth"), *SHORT]
+    frozen = run_cli("fit", "resnet_finetune", *options, "--model.freeze_epochs", "1").model.model.state_dict()
+    for name, tensor in source.model.state_dict().items():
+        if not name.startswith("classifier.3."):
+            assert torch.equal(frozen[name], tensor), name
+    assert not torch.equal(frozen["classifier.3.weight"][:3], source.model.classifier[3].weight[:3])
+    unfrozen = run_cli("fit", "resnet_finetune", *options, "--trainer.max_epochs", "2").model.model.state_dict()
+    assert not torch.equal(unfrozen["features.0.0.weight"], source.model.features[0][0].weight)
+
+
+@pytest.mark.slow
+def test_a_vit_starts_from_weights_made_for_224_pixels_at_the_data_s_size(workdir):
+    """torchvision's ViT-B/16 weights hold positions for 14x14 patches of a 224-pixel image; at 32 pixels there are
+    2x2, and the positions are interpolated to them."""
+    torch.manual_seed(0)
+    state = torchvision.models.vit_b_16().state_dict()
+    torch.save(state, workdir / "vit_b_16.pth")
+    task = ResNetClassifier(
+        num_classes=3, input_shape=(3, 32, 32), arch="vit_b_16", weights=str(workdir / "vit_b_16.pth")
+    )
+    task.setup("fit")
+    loaded = task.model.state_dict()
+    assert loaded["encoder.pos_embedding"].shape == (1, 1 + 2 * 2, 768)
+    torch.testing.assert_close(loaded["encoder.pos_embedding"][:, 0], state["encoder.pos_embedding"][:, 0])  # class
+    assert torch.equal(
+        loaded["encoder.layers.encoder_layer_0.mlp.0.weight"], state["encoder.layers.encoder_layer_0.mlp.0.weight"]
+    )
 
 
 def with_bad_files(root: Path) -> Path:

@@ -65,8 +65,9 @@ def test_bfloat16_precisions_train(run_cli, task, precision):
 @automatic
 def test_accumulate_grad_batches_steps_the_optimizer_every_n_batches(run_cli):
     limits = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "6", "--trainer.limit_val_batches", "1"]
-    cli = run_cli("fit", AUTOMATIC[0], *limits, "--trainer.accumulate_grad_batches", "3")
-    assert cli.trainer.global_step == 2
+    cli = run_cli("fit", AUTOMATIC[0], *limits, "--trainer.accumulate_grad_batches", "2")
+    batches = cli.trainer.num_training_batches  # 6, or fewer where a task's tiny test data has fewer
+    assert batches >= 2 and cli.trainer.global_step == math.ceil(batches / 2)
 
 
 @automatic

@@ -106,3 +106,16 @@ def torchvision_weights(arch: str, weights: str, option: str) -> dict[str, Any]:
             f"or pass {option} <a .pth state dict or a .ckpt of this project>, or null to train from scratch "
             "(HF_HUB_OFFLINE does not apply: torchvision's weights come from download.pytorch.org)"
         ) from None
+
+
+def weights_file(path: str, option: str) -> dict[str, Any]:
+    """The model weights in a file given as `option`: a .pth state dict, or a .ckpt of this project (its task's
+    `model.` weights, the prefix removed): a backbone of your own, trained on other data."""
+    import torch
+
+    if not Path(path).is_file():
+        raise ConfigError(f"{option} {path}: no such file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "state_dict" in state:  # a checkpoint of this project
+        state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    return state

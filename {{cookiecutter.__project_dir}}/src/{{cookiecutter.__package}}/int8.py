@@ -20,10 +20,13 @@ import logging
 import math
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    import onnx
 
 # torchao and onnxruntime.quantization take a second to import; they are imported where they are used, so
 # that training, which loads trained files through artifacts.py, never pays for them.
@@ -34,9 +37,9 @@ M = TypeVar("M", bound=nn.Module)
 
 SCHEME = "int8 weights (torchao Int8WeightOnlyConfig for nn.Linear, Int8Embedding for nn.Embedding)"
 ONNX_SCHEME = (
-    "ONNX Runtime int8 (onnxruntime.quantization): static QDQ for graphs with convolutions (int8 weights per "
-    "channel, uint8 activations calibrated on training batches), dynamic otherwise (int8 weights per channel, "
-    "activations quantized on each call)"
+    "ONNX Runtime int8 (onnxruntime.quantization): static QDQ for convolution networks (int8 weights per "
+    "channel, uint8 activations calibrated on training batches), dynamic otherwise, attention included (int8 "
+    "weights per channel, activations quantized on each call)"
 )
 
 
@@ -120,6 +123,14 @@ def quantize_int8(model: M) -> M:
     return model.eval()
 
 
+def attends(graph: onnx.GraphProto) -> bool:
+    """Whether the graph multiplies two computed tensors (attention: queries by keys, scores by values), not only
+    tensors by weights."""
+    weights = {init.name for init in graph.initializer}
+    weights |= {name for node in graph.node if node.op_type == "Constant" for name in node.output}
+    return any(node.op_type == "MatMul" and not weights & set(node.input) for node in graph.node)
+
+
 def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.Tensor, ...]]) -> None:
     """`source` (an exported float ONNX file) with int8 weights and int8 kernels, for ONNX Runtime, into `target`.
 
@@ -127,7 +138,9 @@ def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.
     statically: its activation ranges are measured once on the `calibration` batches of model inputs, so
     that convolutions run as int8 kernels. Dynamic int8
     convolutions (ConvInteger) are slower than float32 ones in ONNX Runtime, while its dynamic MatMul,
-    LSTM and Gather (embedding) kernels are fast and need no data: everything else is quantized dynamically.
+    LSTM and Gather (embedding) kernels are fast and need no data: everything else is quantized dynamically,
+    attention too, even behind a convolution (a ViT's patch embedding): ranges fixed on a few batches fit its
+    scores poorly, and a static int8 ViT strayed from its float32 answers where a dynamic one kept them.
     """
     import onnx
     from onnxruntime.quantization import (
@@ -142,7 +155,8 @@ def quantize_onnx(source: Path, target: Path, calibration: Iterable[tuple[torch.
     # onnxruntime logs a hint to run its model pre-processing first; measured on the CNN, it did not help.
     logging.disable(logging.WARNING)
     try:
-        if not any(node.op_type in ("Conv", "ConvTranspose") for node in model.graph.node):
+        convolutional = any(node.op_type in ("Conv", "ConvTranspose") for node in model.graph.node)
+        if not convolutional or attends(model.graph):
             quantize_dynamic(model, target, weight_type=QuantType.QInt8, per_channel=True)
             return
         names = [arg.name for arg in model.graph.input]

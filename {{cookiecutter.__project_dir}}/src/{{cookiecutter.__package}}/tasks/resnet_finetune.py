@@ -1,21 +1,24 @@
-"""Fine-tuning a pretrained ResNet on your own images: transfer learning.
+"""Fine-tuning a pretrained ResNet (or any torchvision classifier) on your own images: transfer learning.
 
 A network trained on a million photos (ImageNet) has learnt edges, textures and shapes in its early
-layers that are useful for almost any picture. Fine-tuning keeps them: the torchvision ResNet named by
-`arch` starts from pretrained `weights`, its classification head is replaced by a new one with as
-many outputs as your data has classes, and training goes in two phases:
+layers that are useful for almost any picture. Fine-tuning keeps them: the torchvision classifier named
+by `arch` (resnet18 by default; efficientnet_b0, mobilenet_v3_small, convnext_tiny, swin_t, vit_b_16, ...)
+starts from pretrained `weights`, its classification head (`fc` in a ResNet, `classifier.1` in an
+EfficientNet, `heads.head` in a ViT: the layer that answers ImageNet's 1,000 classes) is replaced by a
+new one with as many outputs as your data has classes, and training goes in two phases:
 
 1. For the first `freeze_epochs` epochs the backbone (every layer but the head) is frozen: no
-   gradients, no updates, and its batch-norm layers stay in evaluation mode. Their running means and
-   variances describe the pretraining images; updated on a few small batches of new ones they would
-   drift and break the features the frozen weights rely on. Only the new head learns, fast, since the
-   backward pass stops at it.
+   gradients, no updates, and its layers compute as in evaluation (no dropout; batch norm with its
+   stored statistics). Those running means and variances describe the pretraining images; updated on a
+   few small batches of new ones they would drift and break the features the frozen weights rely on.
+   Only the new head learns, fast, since the backward pass stops at it.
 2. Then the whole network trains, the backbone at `backbone_lr` (10x lower than the head's `lr` by
    default), so the pretrained features adapt to the new images without being overwritten.
 
-Lightning's fine-tuning callback does the freezing and unfreezing (`FreezeBackbone`, which the task brings
-itself). Both phases share one optimizer (AdamW unless `--model.optimizer` names another, whose learning rate is
-then the head's) and one one-cycle schedule over the whole run, with a group for the backbone and one for the head.
+A fine-tuning callback does the freezing and unfreezing (`FreezeBackbone`, on Lightning's `BaseFinetuning`,
+which the task brings itself). Both phases share one optimizer (AdamW unless `--model.optimizer` names another,
+whose learning rate is then the head's) and one one-cycle schedule over the whole run, with a group for the
+backbone and one for the head.
 
 `weights` is the name of torchvision's weights (`DEFAULT`, `IMAGENET1K_V1`, ...; downloaded once into
 torch's hub cache), the path of a file (a state dict, or a checkpoint of this project: transfer from one
@@ -37,37 +40,56 @@ from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
+from torchvision.models.vision_transformer import interpolate_embeddings
 
 from .. import ConfigError, require_positive
 from ..classification import ClassificationTask
-from ..hub import torchvision_weights
+from ..hub import torchvision_weights, weights_file
 from ..optim import ParamGroup
 
+IMAGENET_CLASSES = 1000  # what torchvision's classifiers answer: the head to replace is the layer that says it
+# The classifiers that are told their image size when built (their position tables depend on it).
+SIZED = {"vit": "image_size", "maxvit": "input_size"}
 
-def resnet(arch: str, num_classes: int) -> nn.Module:
-    """torchvision's `arch` with random weights and a new head (`fc`) of `num_classes` outputs."""
-    try:
-        model = torchvision.models.get_model(arch, weights=None)
-    except ValueError:
-        raise ConfigError(f"--model.arch {arch}: torchvision has no such model (resnet18, resnet50, ...)") from None
-    if not isinstance(getattr(model, "fc", None), nn.Linear):
+
+def answers_imagenet(module: nn.Module) -> bool:
+    if isinstance(module, nn.Linear):
+        return module.out_features == IMAGENET_CLASSES
+    return isinstance(module, nn.Conv2d) and module.out_channels == IMAGENET_CLASSES
+
+
+def classifier(arch: str, num_classes: int, image_size: int) -> tuple[nn.Module, str]:
+    """torchvision's `arch` with random weights, its head replaced by one of `num_classes` outputs, and the head's
+    name: `fc` in a ResNet, `classifier.1` in an EfficientNet, `heads.head` in a ViT, `head` in a Swin, ...: the last
+    layer that gives the 1,000 ImageNet classes (a linear layer, or SqueezeNet's 1x1 convolution)."""
+    if arch in ("googlenet", "inception_v3"):
         raise ConfigError(
-            f"--model.arch {arch}: not a ResNet-like model with an `fc` head; use resnet18, resnet50, ..."
+            f"--model.arch {arch}: its auxiliary heads are not supported; use resnet50, efficientnet_b0, ..."
         )
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-    return model
+    sized = SIZED.get(arch.split("_")[0])
+    options = {sized: image_size if sized == "image_size" else (image_size, image_size)} if sized else {}
+    try:
+        model = torchvision.models.get_model(arch, weights=None, **options)
+    except ValueError:
+        raise ConfigError(
+            f"--model.arch {arch}: torchvision has no such model (resnet18, efficientnet_b0, vit_b_16, swin_t, ...: "
+            "torchvision.models.list_models())"
+        ) from None
+    heads = [(name, module) for name, module in model.named_modules() if answers_imagenet(module)]
+    if not heads:
+        raise ConfigError(f"--model.arch {arch}: not an image classifier with a 1,000-class head")
+    name, old = heads[-1]
+    if isinstance(old, nn.Linear):
+        model.set_submodule(name, nn.Linear(old.in_features, num_classes))
+    else:  # SqueezeNet's 1x1 convolution, whose class maps are averaged
+        model.set_submodule(name, nn.Conv2d(old.in_channels, num_classes, kernel_size=1))
+    return model, name
 
 
 def pretrained_weights(arch: str, weights: str) -> dict[str, torch.Tensor]:
     """The backbone's weights: from a file, or torchvision's by name (hub.py: the hub cache, or downloaded)."""
-    path = Path(weights)
-    if path.suffix in (".pth", ".pt", ".ckpt", ".bin") or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"--model.weights {weights}: no such file")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if "state_dict" in state:  # a checkpoint of this project: the task's `model.` weights
-            state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
-        return state
+    if Path(weights).suffix in (".pth", ".pt", ".ckpt", ".bin") or Path(weights).exists():
+        return weights_file(weights, "--model.weights")
     return torchvision_weights(arch, weights, option="--model.weights")
 
 
@@ -92,14 +114,13 @@ class FreezeBackbone(BaseFinetuning):
 
     def finetune_function(self, pl_module: LightningModule, epoch: int, optimizer: torch.optim.Optimizer) -> None:
         assert isinstance(pl_module, ResNetClassifier)  # the task that brings this callback
-        backbone = pl_module.backbone()
         frozen = epoch < self.epochs
-        if frozen:
-            self.freeze(backbone, train_bn=False)
-        else:
-            self.make_trainable(backbone)
-        for module in backbone:  # frozen batch norm normalises with its pretrained statistics, not the batch's
-            module.train(not frozen)
+        for parameter in pl_module.backbone_parameters():
+            parameter.requires_grad = not frozen
+        # Frozen, every layer but the head computes as in evaluation: batch norm normalises with its pretrained
+        # statistics (not the batch's, and leaves them as they are), dropout and stochastic depth are off.
+        for layer in pl_module.backbone_layers():
+            layer.train(not frozen)
 
 
 class ResNetClassifier(ClassificationTask):
@@ -119,10 +140,11 @@ class ResNetClassifier(ClassificationTask):
         scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = False,
     ) -> None:
-        """A torchvision ResNet with a new head for the data's `num_classes`, fine-tuned in two phases.
+        """A torchvision classifier with a new head for the data's `num_classes`, fine-tuned in two phases.
 
         Args:
-            arch: the torchvision ResNet (resnet18, resnet50, ...).
+            arch: the torchvision classifier (resnet18, resnet50, efficientnet_b0, convnext_tiny, swin_t, vit_b_16,
+                ...); a ViT is built for the data's image size, its pretrained positions interpolated to it.
             weights: torchvision's weights by name (DEFAULT, IMAGENET1K_V2, ...), a .pth state dict or a .ckpt of
                 this project, or null: random weights.
             freeze_epochs: the first epochs train the head alone, the backbone frozen; ignored when `weights` is
@@ -134,30 +156,39 @@ class ResNetClassifier(ClassificationTask):
         require_positive(self, backbone_lr=backbone_lr)
         if freeze_epochs < 0:
             raise ConfigError(f"freeze_epochs must be 0 or more, got {freeze_epochs}")
-        self.model = resnet(arch, num_classes)
+        self.model, self.head_name = classifier(arch, num_classes, image_size=input_shape[-1])
         self.arch, self.weights, self.freeze_epochs, self.backbone_lr = arch, weights, freeze_epochs, backbone_lr
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.model.to(memory_format=self.memory_format)
         self.example_input_array = torch.zeros(1, *input_shape)
 
-    @property
-    def head(self) -> nn.Linear:
-        head = self.model.fc
-        assert isinstance(head, nn.Linear)  # resnet() put it there
-        return head
+    def in_head(self, name: str) -> bool:
+        """Whether the weight or layer `name` (of `self.model`) is the new head's."""
+        return name == self.head_name or name.startswith(f"{self.head_name}.")
 
-    def backbone(self) -> list[nn.Module]:
-        return [module for module in self.model.children() if module is not self.head]
+    def backbone_parameters(self) -> list[nn.Parameter]:
+        return [p for name, p in self.model.named_parameters() if not self.in_head(name)]
+
+    def backbone_layers(self) -> list[nn.Module]:
+        """The layers (modules with no sub-modules) outside the head."""
+        return [m for name, m in self.model.named_modules() if not list(m.children()) and not self.in_head(name)]
 
     def setup(self, stage: str) -> None:
         """Pretrained weights are read when training starts, never when a checkpoint is loaded to serve."""
-        if stage == "fit" and self.weights is not None:
-            state = {k: v for k, v in pretrained_weights(self.arch, self.weights).items() if not k.startswith("fc.")}
+        if stage != "fit" or self.weights is None:
+            return
+        state = {k: v for k, v in pretrained_weights(self.arch, self.weights).items() if not self.in_head(k)}
+        if isinstance(self.model, torchvision.models.VisionTransformer):  # positions for this image size's patches
+            state = interpolate_embeddings(self.model.image_size, self.model.patch_size, state)
+        try:
             missing, unexpected = self.model.load_state_dict(state, strict=False)
-            if unexpected or [key for key in missing if not key.startswith("fc.")]:
-                raise ConfigError(
-                    f"--model.weights {self.weights}: not weights of {self.arch} ({(missing + unexpected)[:3]} ...)"
-                )
+        except RuntimeError as err:  # the same names in other shapes
+            first = str(err).splitlines()[1].strip()  # "size mismatch for conv1.weight: copying a param with shape ..."
+            raise ConfigError(f"--model.weights {self.weights}: not weights of {self.arch} ({first})") from None
+        if unexpected or [key for key in missing if not self.in_head(key)]:
+            raise ConfigError(
+                f"--model.weights {self.weights}: not weights of {self.arch} ({(missing + unexpected)[:3]} ...)"
+            )
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.contiguous(memory_format=self.memory_format))
@@ -168,5 +199,5 @@ class ResNetClassifier(ClassificationTask):
 
     def parameter_groups(self) -> list[ParamGroup]:
         """Two learning rates: the backbone's `backbone_lr`, and the head's, the optimizer's own (`lr` by default)."""
-        backbone = [p for module in self.backbone() for p in module.parameters()]
-        return [{"params": backbone, "lr": self.backbone_lr}, {"params": list(self.head.parameters())}]
+        head = self.model.get_submodule(self.head_name)
+        return [{"params": self.backbone_parameters(), "lr": self.backbone_lr}, {"params": list(head.parameters())}]
