@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO := build/demo
 DEMO_PORT ?= 8765
 
-.PHONY: demo test test-slow lock bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune bench-finetune-peers bench-experiments lint clean
+.PHONY: demo test test-slow lock bench bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune bench-finetune-peers bench-vision bench-experiments lint clean
 
 # The environment is exactly the lock: requirements-dev.txt pins every package, with its hashes, so a fresh clone
 # installs what the last `make lock` tested, whatever has been released since.
@@ -54,7 +54,7 @@ test: $(VENV)/installed
 test-slow: $(VENV)/installed
 	$(BIN)/pytest -m slow tests
 
-bench: bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune bench-finetune-peers bench-experiments
+bench: bench-training bench-sentiment bench-scale bench-deploy bench-gan bench-finetune bench-finetune-peers bench-vision bench-experiments
 
 bench-training: $(VENV)/installed
 	$(BIN)/python benchmarks/training.py
@@ -76,6 +76,9 @@ bench-finetune: $(VENV)/installed
 
 bench-finetune-peers: $(VENV)/installed
 	$(BIN)/python benchmarks/finetune_peers.py
+
+bench-vision: $(VENV)/installed
+	$(BIN)/python benchmarks/vision.py
 
 bench-experiments: $(VENV)/installed
 	$(BIN)/python benchmarks/experiments.py

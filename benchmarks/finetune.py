@@ -74,7 +74,9 @@ def worker(spec: dict) -> dict:
     sys.path.insert(0, "src")
     cli = importlib.import_module(f"{spec['package']}.cli")
     quiet = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
-    common = ["--config", "configs/resnet_finetune.yaml", "--data.root", spec["root"], *IMAGES, *quiet, *spec["data"]]
+    # The task's config (vision.py also runs the ViT's), and the data module's class where it is not the config's.
+    config = ["--config", spec.get("config", "configs/resnet_finetune.yaml"), *spec.get("data_class", [])]
+    common = [*config, "--data.root", spec["root"], *IMAGES, *quiet, *spec["data"]]
     timer = f"--trainer.callbacks+={spec['package']}.callbacks.StepTimer"
     start = time.perf_counter()
     fit = cli.run(["fit", *common, *spec["model"], "--seed_everything", str(spec["seed"]), timer, *spec["fit"]])

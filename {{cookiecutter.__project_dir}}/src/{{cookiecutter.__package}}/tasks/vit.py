@@ -81,7 +81,6 @@ class VisionTransformer(nn.Module):
         # One patch_size x patch_size filter per output dimension, moved a whole patch at a time: each patch's
         # pixels projected to one d_model vector, (N, C, H, W) -> (N, d_model, rows, cols).
         self.patches = nn.Conv2d(channels, d_model, kernel_size=patch_size, stride=patch_size)
-        self.pooling = pooling
         self.class_token = nn.Parameter(torch.zeros(1, 1, d_model)) if pooling == "cls" else None
         tokens = rows * cols + (pooling == "cls")
         self.positions: torch.Tensor  # (tokens, d_model): a weight when learned, a buffer when fixed
