@@ -146,7 +146,7 @@ def test_every_combination_bakes_a_clean_importable_project(bake, tasks, logger)
     dependencies = " ".join(pyproject["project"]["dependencies"])
     assert pyproject["project"]["name"] == "roadmap-project"
     assert pyproject["project"]["scripts"] == {"roadmap-project": f"{PACKAGE}.cli:main"}
-    assert ("torchvision" in dependencies) == bool({"mnist_cnn", "gan", "resnet_finetune"} & set(tasks))
+    assert ("torchvision" in dependencies) == bool({"mnist_cnn", "gan", "resnet_finetune", "vit"} & set(tasks))
     assert ("datasets" in dependencies) == ("tokenizers" in dependencies) == bool(TEXT_TASKS & set(tasks))
     assert ("transformers" in dependencies) == ("bert_finetune" in tasks)
     logger_package = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}.get(logger, "lightning")
