@@ -162,6 +162,11 @@ class ResNetClassifier(ClassificationTask):
         self.model.to(memory_format=self.memory_format)
         self.example_input_array = torch.zeros(1, *input_shape)
 
+    @property
+    def head(self) -> nn.Module:
+        """The new head: a linear layer (SqueezeNet's: a 1x1 convolution)."""
+        return self.model.get_submodule(self.head_name)
+
     def in_head(self, name: str) -> bool:
         """Whether the weight or layer `name` (of `self.model`) is the new head's."""
         return name == self.head_name or name.startswith(f"{self.head_name}.")
@@ -199,5 +204,5 @@ class ResNetClassifier(ClassificationTask):
 
     def parameter_groups(self) -> list[ParamGroup]:
         """Two learning rates: the backbone's `backbone_lr`, and the head's, the optimizer's own (`lr` by default)."""
-        head = self.model.get_submodule(self.head_name)
-        return [{"params": self.backbone_parameters(), "lr": self.backbone_lr}, {"params": list(head.parameters())}]
+        backbone = {"params": self.backbone_parameters(), "lr": self.backbone_lr}
+        return [backbone, {"params": list(self.head.parameters())}]
