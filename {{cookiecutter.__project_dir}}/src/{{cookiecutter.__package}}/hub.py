@@ -15,10 +15,13 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 from . import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 T = TypeVar("T")
 CONNECT_SECONDS = 3.0  # how long the one reachability check may take
@@ -119,3 +122,18 @@ def weights_file(path: str, option: str) -> dict[str, Any]:
     if "state_dict" in state:  # a checkpoint of this project
         state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
     return state
+
+
+def load_all_but_head(
+    model: nn.Module, state: dict[str, Any], in_head: Callable[[str], bool], weights: str, of: str
+) -> None:
+    """`state` (read from `--model.weights weights`) into `model`, every weight but the head's, which stays new (its
+    classes may differ); weights of another model, or of another shape, are refused in one line naming the first."""
+    state = {name: tensor for name, tensor in state.items() if not in_head(name)}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # the same names in other shapes
+        first = str(err).splitlines()[1].strip()  # "size mismatch for conv1.weight: copying a param with shape ..."
+        raise ConfigError(f"--model.weights {weights}: not weights of {of} ({first})") from None
+    if unexpected or [name for name in missing if not in_head(name)]:
+        raise ConfigError(f"--model.weights {weights}: not weights of {of} ({(missing + unexpected)[:3]} ...)")

@@ -44,7 +44,7 @@ from torchvision.models.vision_transformer import interpolate_embeddings
 
 from .. import ConfigError, require_positive
 from ..classification import ClassificationTask
-from ..hub import torchvision_weights, weights_file
+from ..hub import load_all_but_head, torchvision_weights, weights_file
 from ..optim import ParamGroup
 
 IMAGENET_CLASSES = 1000  # what torchvision's classifiers answer: the head to replace is the layer that says it
@@ -182,18 +182,10 @@ class ResNetClassifier(ClassificationTask):
         """Pretrained weights are read when training starts, never when a checkpoint is loaded to serve."""
         if stage != "fit" or self.weights is None:
             return
-        state = {k: v for k, v in pretrained_weights(self.arch, self.weights).items() if not self.in_head(k)}
+        state = pretrained_weights(self.arch, self.weights)
         if isinstance(self.model, torchvision.models.VisionTransformer):  # positions for this image size's patches
             state = interpolate_embeddings(self.model.image_size, self.model.patch_size, state)
-        try:
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # the same names in other shapes
-            first = str(err).splitlines()[1].strip()  # "size mismatch for conv1.weight: copying a param with shape ..."
-            raise ConfigError(f"--model.weights {self.weights}: not weights of {self.arch} ({first})") from None
-        if unexpected or [key for key in missing if not self.in_head(key)]:
-            raise ConfigError(
-                f"--model.weights {self.weights}: not weights of {self.arch} ({(missing + unexpected)[:3]} ...)"
-            )
+        load_all_but_head(self.model, state, self.in_head, self.weights, of=self.arch)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images.contiguous(memory_format=self.memory_format))

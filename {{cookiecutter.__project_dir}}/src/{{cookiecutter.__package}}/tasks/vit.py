@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import ConfigError, require_positive, require_probability
 from ..classification import ClassificationTask
-from ..hub import weights_file
+from ..hub import load_all_but_head, weights_file
 from ..optim import ParamGroup, decay_groups
 
 
@@ -138,16 +138,8 @@ class ViTClassifier(ClassificationTask):
         """The starting weights are read when training starts, never when a checkpoint is loaded to serve."""
         if stage != "fit" or self.weights is None:
             return
-        state = {k: v for k, v in weights_file(self.weights, "--model.weights").items() if not k.startswith("head.")}
-        try:
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
-        except RuntimeError as err:  # the same names in other shapes: another patch size, width or image size
-            first = str(err).splitlines()[1].strip()  # "size mismatch for positions: copying a param with shape ..."
-            raise ConfigError(f"--model.weights {self.weights}: not weights of this ViT's shape ({first})") from None
-        if unexpected or [key for key in missing if not key.startswith("head.")]:
-            raise ConfigError(
-                f"--model.weights {self.weights}: not weights of a ViT ({(missing + unexpected)[:3]} ...)"
-            )
+        state = weights_file(self.weights, "--model.weights")
+        load_all_but_head(self.model, state, lambda name: name.startswith("head."), self.weights, of="this ViT's shape")
 
     def parameter_groups(self) -> list[ParamGroup]:
         """Weight decay on the matrices only (optim.py)."""
