@@ -15,7 +15,8 @@
 2. The machine's limit. The rate of a float32 4096 x 4096 matmul at the same thread count, and the training
    FLOPs per review (forward + backward, counted by torch's FlopCounterMode on real batches, with eager
    attention since the CPU's fused attention has no FLOP formula); fraction = FLOPs/review x reviews/s / rate.
-3. LoRA (`--model.lora_r 8`, PEFT's default targets for BERT: query and value) against the full fine-tune, both
+3. LoRA (`--model.lora_r 8` on every linear layer of the encoder, `--model.lora_targets [query,key,value,dense]`,
+   at lr 1e-3: the best of a 2-epoch validation screen, in `lora_search`) against the full fine-tune, both
    with mean pooling (the pooling sentiment.json's BERT runs chose on validation): trainable share, training
    samples/s (same rounds as 1.), checkpoint bytes.
 4. Accuracy after full training (--quick: a few batches): LoRA over 3 seeds of 4 epochs against the 3 full
@@ -61,7 +62,8 @@ RESULTS = REPO_ROOT / "benchmarks" / "results" / "finetune_peers.json"
 SENTIMENT = REPO_ROOT / "benchmarks" / "results" / "sentiment.json"
 BATCH, MAX_LENGTH, LR, WEIGHT_DECAY, WARMUP = 32, 64, 5e-5, 0.01, 0.1
 EPOCHS = 4  # as sentiment.json's full fine-tunes, which LoRA is compared with
-LORA = ["--model.lora_r", "8"]
+LORA_TARGETS = "query,key,value,dense"  # every linear layer of the encoder: the 2-epoch screen's best (lora_search)
+LORA = ["--model.lora_r", "8", "--model.lora_targets", f"[{LORA_TARGETS}]"]
 FULL = {"warmup_steps": 10, "timed_steps": 100, "rounds": 2, "profile_steps": 40}
 QUICK = {"warmup_steps": 2, "timed_steps": 6, "rounds": 1, "profile_steps": 6}
 
@@ -307,7 +309,10 @@ def worker_limits(spec: dict) -> dict:
         if lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
-            model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16))
+            model = get_peft_model(
+                model,
+                LoraConfig(task_type=TaskType.SEQ_CLS, r=8, lora_alpha=16, target_modules=LORA_TARGETS.split(",")),
+            )
         counter = FlopCounterMode(display=False)
         with counter:
             for batch in batches:
@@ -360,6 +365,7 @@ def worker_frozen(spec: dict) -> dict:
 
 
 WORKERS = {"ours": worker_ours, "trainer": worker_trainer, "limits": worker_limits, "frozen": worker_frozen}
+ACCURACY_PARTS = ("lora", "trainer", "ours")
 PHASES = ("speed", "frozen", "accuracy")  # in the order they run: 1.-3., 5., 4.
 
 
@@ -472,7 +478,10 @@ def main() -> None:
         "--only", nargs="+", choices=PHASES, help="these phases alone; the others' results in the output file stay"
     )
     parser.add_argument("--threads", type=int, default=2, help="torch threads in every run (default: 2)")
-    parser.add_argument("--lora-lr", default="5e-4", help="LoRA's peak learning rate (default: 5e-4)")
+    parser.add_argument("--lora-lr", default="1e-3", help="LoRA's peak learning rate (default: 1e-3)")
+    parser.add_argument(
+        "--parts", nargs="+", choices=ACCURACY_PARTS, default=list(ACCURACY_PARTS), help="the accuracy phase's parts"
+    )
     parser.add_argument("--lora-seeds", type=int, default=3, help="seeds of the LoRA accuracy runs (default: 3)")
     parser.add_argument(
         "--data-dir",
@@ -526,7 +535,7 @@ def main() -> None:
             save()
         if "accuracy" in phases:
             print("accuracy after full training ...", flush=True)
-            for part in ("lora", "trainer", "ours"):
+            for part in args.parts:
                 results.update(accuracy(part, spec, args, project, work))
                 save()
     print_table(results)
