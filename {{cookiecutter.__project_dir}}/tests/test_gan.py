@@ -1,6 +1,7 @@
 """The GAN: its networks fit the images, it trains and draws samples each epoch through the project's logger,
-`predict` draws the same images for the same seed (and the server answers them byte for byte), and the
-judge's measures behave as their definitions say."""
+`predict` draws the same images for the same seed (and the server answers them byte for byte), a conditional GAN
+draws the class asked for everywhere (predict, the exported files, the server), and the judge's measures behave as
+their definitions say."""
 
 from __future__ import annotations
 
@@ -10,14 +11,20 @@ import io
 import math
 {%- endif %}
 
+import numpy as np
+import onnxruntime
 import pytest
 import torch
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from {{ cookiecutter.__package }} import ConfigError
+from {{ cookiecutter.__package }}.artifacts import load_checkpoint
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule
+{%- endif %}
+from {{ cookiecutter.__package }}.export import export
+{%- if cookiecutter.include_mnist_cnn == "yes" %}
 from {{ cookiecutter.__package }}.judge import Judge
 {%- endif %}
 from {{ cookiecutter.__package }}.runs import run_dir
@@ -26,6 +33,7 @@ from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 from {{ cookiecutter.__package }}.tasks.gan import GAN, upsampling_levels
 
 ONE_EPOCH = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"]
+CONDITIONAL = ("--model.conditional", "true")
 
 
 @pytest.mark.parametrize(("side", "levels"), [(28, (2, 7)), (32, (3, 4)), (64, (4, 4))])
@@ -96,6 +104,61 @@ def test_predict_draws_the_same_images_for_the_same_seed_and_the_server_answers_
     assert [base64.b64decode(row["image_png"]) for row in served] == files[0]
     assert first == served[:1]
     assert Image.open(io.BytesIO(files[0][0])).size == (28, 28)
+
+
+def drawn(cli) -> list[bytes]:
+    folder = run_dir(cli.trainer) / "predictions"
+    return [path.read_bytes() for path in sorted(folder.glob("0*.png"))]
+
+
+def test_a_conditional_gan_draws_the_digit_asked_for_in_predict_and_the_server(trained, run_cli):
+    checkpoint = str(trained("gan", *CONDITIONAL))
+    predict = ("predict", "gan", "--ckpt_path", checkpoint, "--model.num_samples", "3", "--model.sample_seed", "7")
+    sevens = drawn(run_cli(*predict, "--model.digits", "7"))
+    threes_and_sevens = drawn(run_cli(*predict, "--model.digits", "[3,7]"))
+    every_class = drawn(run_cli(*predict))  # digits 0, 1, 2: every class in turn
+    assert len(sevens) == 3 and threes_and_sevens[1] == sevens[1]  # image 1 of seed 7 as a 7, both times
+    assert threes_and_sevens[0] != sevens[0] and every_class[0] != sevens[0]  # the same noise, another class
+
+    with TestClient(create_app(ServeSettings(model=checkpoint))) as client:
+        served = client.post("/predict", json={"seed": 7, "count": 3, "digit": 7}).json()["predictions"]
+        in_turn = client.post("/predict", json={"seed": 7, "count": 3}).json()["predictions"]
+        refused = client.post("/predict", json={"seed": 7, "digit": 10})
+        metadata = client.get("/metadata").json()
+    assert [base64.b64decode(row["image_png"]) for row in served] == sevens
+    assert [base64.b64decode(row["image_png"]) for row in in_turn] == every_class
+    assert refused.status_code == 422 and "draws classes 0 to 9" in refused.text
+    assert metadata["labels"] == [str(digit) for digit in range(10)] and metadata["example_request"]["digit"] == 1
+
+
+def test_a_conditional_gans_samples_are_a_row_per_digit_and_its_export_reads_the_digit(trained, run_cli, tmp_path):
+    fit = run_cli("fit", "gan", *ONE_EPOCH, *CONDITIONAL)
+    with Image.open(run_dir(fit.trainer) / "samples" / "epoch_000.png") as grid:  # 10 rows (digits) of 8
+        assert grid.size == (8 * 30 + 2, 10 * 30 + 2)
+    checkpoint = load_checkpoint(trained("gan", *CONDITIONAL))
+    metadata = export(checkpoint, tmp_path / "export", formats=("onnx",))
+    model = checkpoint.model
+    assert [spec["name"] for spec in metadata["inputs"]] == ["noise", "digit"]
+    noise, digits = torch.randn(3, model.hparams["latent_dim"]), torch.tensor([0, 7, 9])
+    session = onnxruntime.InferenceSession(str(tmp_path / "export" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (onnx_images,) = session.run(["image"], {"noise": noise.numpy(), "digit": digits.numpy()})
+    with torch.no_grad():
+        expected = model.predict(noise, digits)["image"]
+        other_digits = model.predict(noise, torch.tensor([1, 2, 3]))["image"]
+    np.testing.assert_allclose(onnx_images, expected.numpy(), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(expected, other_digits)  # the digit input is read
+
+
+def test_digits_are_refused_for_an_unconditional_gan_and_out_of_range(trained, run_cli, capsys):
+    for checkpoint, digits, message in [
+        (trained("gan"), "7", "fit one: --model.conditional true"),
+        (trained("gan", *CONDITIONAL), "[3,10]", "--model.digits [3, 10]: this GAN draws classes 0 to 9"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            run_cli("predict", "gan", "--ckpt_path", str(checkpoint), "--model.digits", digits)
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    with TestClient(create_app(ServeSettings(model=str(trained("gan"))))) as client:
+        assert client.post("/predict", json={"seed": 0, "digit": 7}).status_code == 422  # no such field
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 
 
@@ -117,6 +180,13 @@ def test_the_judges_measures_mean_what_they_say(trained, fake_mnist):
     assert one_image["confident_share"] in (0.0, 1.0)
     spread = judge.classes(digits)
     assert 0 < spread["class_entropy"] <= math.log(10) + 1e-9 and 0 <= spread["confident_share"] <= 1
+    # Requested classes: the judge's own reading of each image is always right, the next class never.
+    read = judge.classifier(judge.features.normalise(digits)).argmax(-1)
+    assert judge.classes(digits, read) == {**spread, "requested_class_accuracy": 1.0, "min_class_accuracy": 1.0}
+    wrong = judge.classes(digits, (read + 1) % 10)
+    assert wrong["requested_class_accuracy"] == 0.0 and wrong["min_class_accuracy"] == 0.0
+    half = torch.where(torch.arange(len(read)) % 2 == 0, read, (read + 1) % 10)
+    assert judge.classes(digits, half)["requested_class_accuracy"] == pytest.approx(0.5)
 
 
 def test_a_judged_gan_logs_the_measures_and_keeps_its_best_images(trained, run_cli):
@@ -128,6 +198,10 @@ def test_a_judged_gan_logs_the_measures_and_keeps_its_best_images(trained, run_c
     # ... and from the command line, for a generator checkpoint trained without a judge.
     tested = run_cli("test", "gan", "--ckpt_path", str(trained("gan")), *judge, "--trainer.limit_test_batches", "1")
     assert all(math.isfinite(tested.trainer.callback_metrics[f"test_{name}"]) for name in measures)
+    assert "test_requested_class_accuracy" not in tested.trainer.callback_metrics  # unconditional: nothing requested
+    conditional = run_cli("fit", "gan", *ONE_EPOCH, *judge, *CONDITIONAL)
+    for name in ("requested_class_accuracy", "min_class_accuracy"):
+        assert 0 <= conditional.trainer.callback_metrics[f"val_{name}"] <= 1
 
 
 def test_a_judge_for_a_task_that_draws_nothing_is_refused_in_one_line(trained, run_cli, capsys):

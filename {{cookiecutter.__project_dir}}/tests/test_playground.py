@@ -23,7 +23,7 @@ from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 webdriver = pytest.importorskip("selenium.webdriver", reason="Selenium is a dev dependency: pip install -e '.[dev]'")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 # Debian's and Ubuntu's chromium, or Google Chrome where that is what the machine has (GitHub's runners).
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -167,3 +167,19 @@ def test_the_playground_asks_for_the_api_key_when_the_server_has_one(browser, tr
         shown = submit(browser)
         direct = httpx.post(f"{server.url}/predict", json=shown["request"], headers=key)
     assert direct.status_code == 200 and shown["answer"] == direct.json()
+{%- if cookiecutter.include_gan == "yes" %}
+
+
+def test_a_conditional_gans_playground_draws_the_digit_picked(browser, trained, tmp_path):
+    with LiveServer(create_app(ServeSettings(model=trained("gan", "--model.conditional", "true")))) as server:
+        open_page(browser, server.url)
+        picker = Select(browser.find_element(By.ID, "digit"))
+        assert [option.text for option in picker.options] == ["every class in turn", *map(str, range(10))]
+        give_input(browser, "generate", tmp_path)
+        picker.select_by_visible_text("7")
+        shown = submit(browser)
+        assert shown["request"] == {"seed": 3, "count": 2, "digit": 7}
+        direct = httpx.post(f"{server.url}/predict", json=shown["request"])
+        assert direct.status_code == 200 and shown["answer"] == direct.json()
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#result > img")) == 2
+{%- endif %}

@@ -10,7 +10,9 @@ Given a classifier checkpoint (`mnist_cnn`'s, say) and a set of generated images
 - `classifier_fid`: the Fréchet distance between real and generated images in the classifier's
   penultimate-layer features (torchmetrics' FrechetInceptionDistance with the classifier as its feature
   extractor, so no Inception weights are downloaded). Its floor is not 0: two samples of real images
-  differ too, by `real_vs_real_fid`, the same distance between two equal-sized sets of real images.
+  differ too, by `real_vs_real_fid`, the same distance between two equal-sized sets of real images;
+- for a class-conditional generator (`Task.generated_classes`), `requested_class_accuracy`: the share of images
+  it classifies as the class they were drawn as, and `min_class_accuracy`: that share for the worst class.
 
 Images are (N, C, H, W) with pixels in [0, 1], of any size and channel count: they are resized to the
 classifier's input (its `example_input_array`), converted to its channels, and normalised with its own
@@ -19,7 +21,8 @@ codec's mean and std, as it read its training images.
 `ImageJudge` is the callback a run is given for this (`--judge <classifier checkpoint>` on the command line,
 for any task that draws images: `Task.generate`): at every validation and test epoch it measures as many
 generated images as the epoch had real ones, and logs `<stage>_confident_share`, `<stage>_class_entropy`,
-`<stage>_classifier_fid` and `<stage>_real_vs_real_fid` (the real images against as many training images).
+`<stage>_classifier_fid` and `<stage>_real_vs_real_fid` (the real images against as many training images),
+and for a conditional generator `<stage>_requested_class_accuracy` and `<stage>_min_class_accuracy`.
 `best.ckpt` then keeps the epoch of the lowest `val_classifier_fid`. The task knows nothing of it: the
 classifier is a trained file, which only the deployment side of the package loads.
 """
@@ -107,14 +110,20 @@ class Judge:
         return self
 
     @torch.no_grad()
-    def classes(self, images: torch.Tensor) -> dict[str, float]:
-        """confident_share and class_entropy of a set of images."""
+    def classes(self, images: torch.Tensor, requested: torch.Tensor | None = None) -> dict[str, float]:
+        """confident_share and class_entropy of a set of images; with the class each was `requested` as,
+        requested_class_accuracy and min_class_accuracy."""
         probabilities = torch.cat([self.classifier(self.features.normalise(b)).softmax(-1) for b in batches(images)])
         confidence, predicted = probabilities.max(dim=-1)
         counts = torch.bincount(predicted, minlength=probabilities.shape[1]).double()
         share = counts / counts.sum()
         entropy = -(share[share > 0] * share[share > 0].log()).sum().item()
-        return {"confident_share": (confidence >= CONFIDENT).double().mean().item(), "class_entropy": entropy}
+        measures = {"confident_share": (confidence >= CONFIDENT).double().mean().item(), "class_entropy": entropy}
+        if requested is not None:
+            right = (predicted == requested.to(predicted.device)).double()
+            per_class = [right[requested == c].mean().item() for c in requested.unique()]
+            measures |= {"requested_class_accuracy": right.mean().item(), "min_class_accuracy": min(per_class)}
+        return measures
 
     @torch.no_grad()
     def fid(self, real: torch.Tensor, generated: torch.Tensor) -> float:
@@ -126,9 +135,11 @@ class Judge:
             metric.update(batch, real=False)
         return metric.compute().item()
 
-    def measure(self, generated: torch.Tensor, real: torch.Tensor) -> dict[str, float]:
+    def measure(
+        self, generated: torch.Tensor, real: torch.Tensor, requested: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """Every measure of `generated` against `real` (images in [0, 1], the same count is fairest)."""
-        return {**self.classes(generated), "classifier_fid": self.fid(real, generated)}
+        return {**self.classes(generated, requested), "classifier_fid": self.fid(real, generated)}
 
 
 def batches(images: torch.Tensor) -> list[torch.Tensor]:
@@ -176,7 +187,7 @@ class ImageJudge(Callback):
         generated = pl_module.generate(len(real))
         assert generated is not None  # checked when the run started
         judge = self.judge.to(pl_module.device)
-        measures = judge.measure(generated.float(), real)
+        measures = judge.measure(generated.float(), real, pl_module.generated_classes(len(real)))
         measures["real_vs_real_fid"] = judge.fid(real, training_images(trainer, len(real)).to(real))
         pl_module.log_dict({f"{stage}_{name}": value for name, value in measures.items()}, sync_dist=True)
 

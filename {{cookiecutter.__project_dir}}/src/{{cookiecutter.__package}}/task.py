@@ -7,7 +7,8 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 - `outputs`: the kind of those tensors (outputs.py: a class and its probability, a number, an image, or a
   kind of the task's own), which says how they become the server's answers and `predict`'s files, and how
   `export` scores them on the test split;
-- `input_names`: the names of those inputs, in order (the exported graph's input names);
+- `input_names`: the names of those inputs, in order (the exported graph's input names; a task whose inputs
+  depend on its settings sets them in `__init__`);
 - `best_checkpoint`: which metric picks `best.ckpt`, and whether lower or higher is better (`step`
   and `max` where nothing measures the model: best.ckpt is then the latest);
 - `serving_codec(data)`: the codec a served request goes through: the data's, unless the task reads
@@ -19,7 +20,8 @@ A task is a LightningModule that subclasses `Task`. Beyond Lightning's own hooks
 - `test_confusion_matrix()`: a classifier's confusion matrix after `test` (None for other tasks);
 - `sample_images()`: pictures drawn every epoch, for a task that makes them (None for the others);
 - `generate(count)`: that many images drawn from fixed noise, for a task that makes them (None for the
-  others): what a judge of the pictures (judge.py, `--judge`) measures;
+  others): what a judge of the pictures (judge.py, `--judge`) measures; `generated_classes(count)`: the class
+  each of those was asked to be, for a class-conditional generator (None for the others);
 - `partial_backward`: True when a backward pass leaves some weights without gradients (a GAN's two
   optimizers each train half of it), which DDP must be told to expect;
 - `variable_length`: True when the model reads token ids of any length (a pretrained Transformer), so
@@ -53,7 +55,7 @@ BestCheckpoint = tuple[str, Literal["min", "max"]]  # the metric that picks best
 
 class Task(LightningModule):
     best_checkpoint: BestCheckpoint = ("val_loss", "min")
-    input_names: ClassVar[tuple[str, ...]] = ("x",)
+    input_names: tuple[str, ...] = ("x",)
     outputs: ClassVar[Outputs] = Outputs()  # plain values in answers and CSV rows, no test score
     partial_backward: ClassVar[bool] = False
     variable_length: ClassVar[bool] = False
@@ -90,6 +92,10 @@ class Task(LightningModule):
 
     def generate(self, count: int) -> torch.Tensor | None:
         """`count` images (count, C, H, W) in [0, 1], the same on every call, for a task that draws them; else None."""
+        return None
+
+    def generated_classes(self, count: int) -> torch.Tensor | None:
+        """The class (count,) each of `generate(count)`'s images was drawn as, for a class-conditional generator."""
         return None
 
     def training_step(self, batch: Any, batch_idx: int) -> STEP_OUTPUT:

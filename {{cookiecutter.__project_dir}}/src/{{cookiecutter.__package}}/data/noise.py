@@ -4,12 +4,16 @@ A request names a seed and a count, `{"seed": 7, "count": 3}`; the inputs are `c
 drawn from that seed, one per image (the generator's images are answered as PNG files: outputs.ImageOutputs).
 Image `i` of a seed is the same whatever the count, so `{"seed": 7, "count": 1}` answers the first image of
 `{"seed": 7, "count": 3}`; `predict` writes the same images for the same seed, byte for byte.
+
+A class-conditional generator (the GAN's `--model.conditional true`) also reads the class each image is to be:
+`{"seed": 7, "count": 4, "digit": 3}` draws four 3s (a class index: for Fashion-MNIST, 3 is a dress); without
+`digit`, image `i` is of class `i mod num_classes`, every class in turn. Its inputs are the noise and the classes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 from pydantic import BeforeValidator, Field
@@ -35,14 +39,23 @@ class NoiseRequest(Request):
         1, description="how many images"
     )
 
-    def items(self) -> list[tuple[int, int]]:
-        return [(self.seed, i) for i in range(self.count)]
+    def items(self) -> list[tuple[int, int, int | None]]:
+        return [(self.seed, i, None) for i in range(self.count)]
 
     @classmethod
     def json_schema(cls, max_inputs: int) -> dict[str, Any]:
         schema = super().json_schema(max_inputs)
         schema["properties"]["count"]["maximum"] = min(MAX_COUNT, max_inputs)  # the inputs are counted by `count`
         return schema
+
+
+class ConditionalNoiseRequest(NoiseRequest):
+    digit: Annotated[int, Field(ge=0, strict=True), BeforeValidator(whole)] | None = Field(
+        None, description="the class of every image (a digit of MNIST); none: every class in turn"
+    )
+
+    def items(self) -> list[tuple[int, int, int | None]]:
+        return [(self.seed, i, self.digit) for i in range(self.count)]
 
 
 def noise(seed: int, index: int, latent_dim: int) -> torch.Tensor:
@@ -53,15 +66,31 @@ def noise(seed: int, index: int, latent_dim: int) -> torch.Tensor:
 
 @dataclasses.dataclass(kw_only=True)
 class NoiseCodec(Codec):
-    """(seed, index) -> (N, latent_dim) noise."""
+    """(seed, index, class) -> (N, latent_dim) noise; the class is not read."""
 
-    request_model = NoiseRequest
+    request_model: ClassVar[type[Request]] = NoiseRequest
     playground = "generate"
     example_request = {"seed": 0, "count": 2}
     latent_dim: int
 
-    def encode(self, items: list[tuple[int, int]]) -> tuple[torch.Tensor, ...]:
-        return (torch.stack([noise(seed, index, self.latent_dim) for seed, index in items]),)
+    def encode(self, items: list[tuple[int, int, int | None]]) -> tuple[torch.Tensor, ...]:
+        return (torch.stack([noise(seed, index, self.latent_dim) for seed, index, _ in items]),)
 
     def sample_inputs(self, count: int) -> tuple[torch.Tensor, ...]:
-        return self.encode([(0, index) for index in range(count)])  # the images of seed 0
+        return self.encode([(0, index, None) for index in range(count)])  # the images of seed 0, every class in turn
+
+
+@dataclasses.dataclass(kw_only=True)
+class ConditionalNoiseCodec(NoiseCodec):
+    """(seed, index, class) -> (N, latent_dim) noise and (N,) class indices: a class-conditional generator's inputs.
+    No class given: image `index` is of class `index mod num_classes`."""
+
+    request_model = ConditionalNoiseRequest
+    example_request = {"seed": 0, "count": 2, "digit": 1}
+    num_classes: int
+
+    def encode(self, items: list[tuple[int, int, int | None]]) -> tuple[torch.Tensor, ...]:
+        classes = [index % self.num_classes if digit is None else digit for _, index, digit in items]
+        if max(classes, default=0) >= self.num_classes:
+            raise ValueError(f"digit {max(classes)}: this generator draws classes 0 to {self.num_classes - 1}")
+        return (*super().encode(items), torch.tensor(classes, dtype=torch.long))

@@ -17,10 +17,21 @@ sets `automatic_optimization = False` and calls `manual_backward` and each optim
     python -m {{ cookiecutter.__package }} fit --config configs/gan.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/gan.yaml --ckpt_path best --model.sample_seed 7
     python -m {{ cookiecutter.__package }} test --config configs/gan.yaml --ckpt_path best --judge <mnist_cnn best.ckpt>
+
+`--model.conditional true` makes it class-conditional (Mirza & Osindero, 2014): both networks are also told the
+class (the digit), so the generator learns to draw the one asked for. The generator reads the class as a learned
+vector beside the noise; the discriminator is a projection discriminator (Miyato & Koyama, 2018): its logit gains
+the dot product of the image's features with a learned vector of the class, which asks "is this a real image *of
+this class*?". The number of classes comes from the data module; `predict --model.digits 7` draws 7s, and the
+server reads `{"seed": 0, "count": 4, "digit": 7}`.
+
+    python -m {{ cookiecutter.__package }} fit --config configs/gan.yaml --model.conditional true
+    python -m {{ cookiecutter.__package }} predict --config configs/gan.yaml --ckpt_path best --model.digits [3,7]
 """
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from typing import Any
 
@@ -32,11 +43,13 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .. import ConfigError, require_positive
 from ..data.codec import Codec
-from ..data.noise import NoiseCodec
+from ..data.noise import ConditionalNoiseCodec, NoiseCodec
 from ..outputs import ImageOutputs
 from ..task import Task
 
 FIXED_NOISE = 64  # the images drawn every epoch, and the noise the validation losses are measured on
+Classes = torch.Tensor | None  # a conditional GAN's class indices (N,); None: an unconditional one
+PER_CLASS = 8  # a conditional GAN's samples each epoch: a row of this many images per class, the same noise in each
 
 
 def upsampling_levels(shape: tuple[int, int, int]) -> tuple[int, int]:
@@ -67,13 +80,17 @@ def dcgan_init(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    def __init__(self, *, latent_dim: int, image_shape: tuple[int, int, int], width: int) -> None:
+    """Noise (N, latent_dim) -> images (N, C, side, side) in [-1, 1]; with `num_classes`, the classes (N,) too, each
+    read as a learned vector of latent_dim numbers beside the noise."""
+
+    def __init__(self, *, latent_dim: int, image_shape: tuple[int, int, int], width: int, num_classes: int = 0) -> None:
         super().__init__()
         channels = image_shape[0]
         levels, start = upsampling_levels(image_shape)
         c = width * 2 ** (levels - 1)
-        self.project = nn.Sequential(  # (N, latent_dim) -> (N, c, start, start)
-            nn.Linear(latent_dim, c * start * start, bias=False),
+        self.embed = nn.Embedding(num_classes, latent_dim) if num_classes else None
+        self.project = nn.Sequential(  # (N, latent_dim, + latent_dim for the class) -> (N, c, start, start)
+            nn.Linear(latent_dim * (2 if num_classes else 1), c * start * start, bias=False),
             nn.Unflatten(1, (c, start, start)),
             nn.BatchNorm2d(c),
             nn.ReLU(inplace=True),
@@ -89,14 +106,17 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1), nn.Tanh()]  # (N, C, side, side) in [-1, 1]
         self.upsample = nn.Sequential(*layers)
 
-    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, noise: torch.Tensor, classes: Classes = None) -> torch.Tensor:
+        if self.embed is not None:
+            noise = torch.cat([noise, self.embed(classes)], dim=1)
         return self.upsample(self.project(noise))
 
 
 class Discriminator(nn.Module):
-    """The generator mirrored: strided convolutions halve the side; one logit per image, > 0 for "real"."""
+    """The generator mirrored: strided convolutions halve the side; one logit per image, > 0 for "real". With
+    `num_classes`, a projection discriminator: the logit adds features · (the class's learned vector)."""
 
-    def __init__(self, *, image_shape: tuple[int, int, int], width: int) -> None:
+    def __init__(self, *, image_shape: tuple[int, int, int], width: int, num_classes: int = 0) -> None:
         super().__init__()
         channels = image_shape[0]
         levels, start = upsampling_levels(image_shape)
@@ -107,19 +127,29 @@ class Discriminator(nn.Module):
             c *= 2
         layers += [nn.Flatten(), nn.Linear(c * start * start, 1)]  # (N, c, start, start) -> (N, 1)
         self.net = nn.Sequential(*layers)
+        self.embed = None
+        if num_classes:  # small at the start, as the other weights: the class must not swamp the image at first
+            self.embed = nn.Embedding(num_classes, c * start * start)
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net(images).squeeze(-1)  # (N,) logits
+    def forward(self, images: torch.Tensor, classes: Classes = None) -> torch.Tensor:
+        features = self.net[:-1](images)  # (N, c * start * start)
+        logits = self.net[-1](features).squeeze(-1)  # (N,)
+        if self.embed is not None:
+            logits = logits + (self.embed(classes) * features).sum(dim=1)
+        return logits
 
 
 class GAN(Task):
-    input_names = ("noise",)
+    input_names: tuple[str, ...] = ("noise",)
     outputs = ImageOutputs()
     partial_backward = True  # the discriminator's step leaves the generator without gradients, and back
 
     def __init__(
         self,
         input_shape: tuple[int, int, int],
+        num_classes: int = 0,
+        conditional: bool = False,
         latent_dim: int = 64,
         width: int = 64,
         lr: float = 0.0002,
@@ -128,19 +158,27 @@ class GAN(Task):
         ema: float = 0.0,
         num_samples: int = 64,
         sample_seed: int = 0,
+        digits: int | list[int] | None = None,
     ) -> None:
-        """`real_label`: the discriminator's target for real images (0.9: one-sided label smoothing, which keeps it
-        from growing over-confident). `ema`: draw with an exponential moving average of the generator's weights
-        (decay per step, 0.999; 0: the generator itself), which smooths out the game's oscillation.
-        `num_samples` and `sample_seed`: what `predict` draws (the same seed gives the same images).
-        These two are options of a run, not of the model: they stay out of its checkpoint, whose saved
-        hyperparameters would otherwise override them when `--ckpt_path` is given."""
+        """`conditional`: draw the class asked for (`num_classes` of them, the data module's). `real_label`: the
+        discriminator's target for real images (0.9: one-sided label smoothing, which keeps it from growing
+        over-confident). `ema`: draw with an exponential moving average of the generator's weights (decay per step,
+        0.999; 0: the generator itself), which smooths out the game's oscillation.
+        `num_samples`, `sample_seed` and `digits`: what `predict` draws (the same seed gives the same images; a
+        conditional GAN draws the class in `digits`, or each of a list in turn; every class when none are given).
+        These are options of a run, not of the model: they stay out of its checkpoint, whose saved hyperparameters
+        would otherwise override them when `--ckpt_path` is given."""
         super().__init__()
-        self.save_hyperparameters(ignore=["num_samples", "sample_seed"])
+        self.save_hyperparameters(ignore=["num_samples", "sample_seed", "digits"])
         require_positive(self, latent_dim=latent_dim, width=width, lr=lr, num_samples=num_samples)
+        if conditional and num_classes < 2:
+            raise ConfigError(f"a conditional GAN needs data of at least 2 classes; its data module has {num_classes}")
+        self.num_classes = num_classes if conditional else 0
         self.automatic_optimization = False  # two optimizers, stepped in turn by training_step
-        self.generator = Generator(latent_dim=latent_dim, image_shape=input_shape, width=width)
-        self.discriminator = Discriminator(image_shape=input_shape, width=width)
+        self.generator = Generator(
+            latent_dim=latent_dim, image_shape=input_shape, width=width, num_classes=self.num_classes
+        )
+        self.discriminator = Discriminator(image_shape=input_shape, width=width, num_classes=self.num_classes)
         self.apply(dcgan_init)
         if not 0 < real_label <= 1 or not 0 <= ema < 1:
             raise ConfigError(f"need 0 < real_label <= 1 and 0 <= ema < 1, got real_label={real_label}, ema={ema}")
@@ -150,59 +188,74 @@ class GAN(Task):
             self.averaged.requires_grad_(False)
         self.lr, self.betas, self.real_label, self.ema = lr, betas, real_label, ema
         self.num_samples, self.sample_seed = num_samples, sample_seed
+        self.digits = [digits] if isinstance(digits, int) else digits
         self.codec = NoiseCodec(latent_dim=latent_dim)
+        if self.num_classes:
+            self.codec = ConditionalNoiseCodec(latent_dim=latent_dim, num_classes=self.num_classes)
+            self.input_names = ("noise", "digit")
+        fixed = self.codec.sample_inputs(FIXED_NOISE)  # (noise,), or (noise, classes): every class in turn
         self.fixed_noise: torch.Tensor
-        self.register_buffer("fixed_noise", self.codec.sample_inputs(FIXED_NOISE)[0], persistent=False)
-        self.example_input_array = self.fixed_noise[:2]
+        self.fixed_classes: Classes
+        self.register_buffer("fixed_noise", fixed[0], persistent=False)
+        self.register_buffer("fixed_classes", fixed[1] if self.num_classes else None, persistent=False)
+        self.example_input_array = tuple(t[:2] for t in fixed) if self.num_classes else fixed[0][:2]
         # Nothing here measures the pictures, so best.ckpt is the latest (a run given a judge keeps its best FID).
         self.best_checkpoint = ("step", "max")
 
-    def forward(self, noise: torch.Tensor) -> torch.Tensor:
+    def forward(self, noise: torch.Tensor, classes: Classes = None) -> torch.Tensor:
         """The images the task draws: the averaged generator's with `ema`, else the generator's."""
-        return self.averaged(noise) if self.averaged is not None else self.generator(noise)
+        return self.averaged(noise, classes) if self.averaged is not None else self.generator(noise, classes)
 
-    def predict(self, noise: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Images (N, C, H, W) with pixels in [0, 1], drawn from noise (N, latent_dim)."""
-        return {"image": (self(noise) + 1) / 2}
+    def predict(self, noise: torch.Tensor, classes: Classes = None) -> dict[str, torch.Tensor]:
+        """Images (N, C, H, W) with pixels in [0, 1], drawn from noise (N, latent_dim) (and, conditional, of the
+        classes (N,))."""
+        return {"image": (self(noise, classes) + 1) / 2}
 
     def serving_codec(self, data: Codec) -> Codec:
-        return self.codec  # a generator reads noise, not the data's images
+        """A generator reads noise, not the data's images (and the class names of the data, conditional)."""
+        return dataclasses.replace(self.codec, labels=data.labels) if self.num_classes else self.codec
+
+    def _classes(self, batch: Any) -> torch.Tensor | None:
+        """The batch's labels: the classes a conditional GAN draws its fakes of too (None: unconditional)."""
+        return batch[1] if self.num_classes else None
 
     def _real(self, batch: Any) -> torch.Tensor:
-        """The batch's images scaled to [-1, 1], the generator's range; labels are not used."""
+        """The batch's images scaled to [-1, 1], the generator's range."""
         images = batch[0]
         if images.min() < -0.01 or images.max() > 1.01:
             raise ConfigError("the GAN reads pixels in [0, 1]: give its data module --data.normalize false")
         return images * 2 - 1
 
-    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
-        """Real images labelled 1, generated ones 0."""
-        real_logits, fake_logits = self.discriminator(real), self.discriminator(fake)
+    def discriminator_loss(
+        self, real: torch.Tensor, fake: torch.Tensor, real_classes: Classes, fake_classes: Classes
+    ) -> torch.Tensor:
+        """Real images labelled 1, generated ones 0 (a conditional GAN's: each of its class)."""
+        real_logits, fake_logits = self.discriminator(real, real_classes), self.discriminator(fake, fake_classes)
         real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, self.real_label))
         return real_loss + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
-    def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
+    def generator_loss(self, fake: torch.Tensor, classes: Classes) -> torch.Tensor:
         """The non-saturating loss: -log D(G(z)), large gradients even while the discriminator wins."""
-        logits = self.discriminator(fake)
+        logits = self.discriminator(fake, classes)
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        real = self._real(batch)
+        real, classes = self._real(batch), self._classes(batch)
         optimizers = self.optimizers()
         assert isinstance(optimizers, list)  # configure_optimizers returns two
         d_optimizer, g_optimizer = optimizers
         noise = torch.randn(len(real), self.codec.latent_dim, device=self.device, dtype=self.fixed_noise.dtype)
-        fake = self.generator(noise)  # the generator in training, not its average
+        fake = self.generator(noise, classes)  # the generator in training, not its average; the real images' classes
         # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
         self.toggle_optimizer(d_optimizer)
-        d_loss = self.discriminator_loss(real, fake.detach())
+        d_loss = self.discriminator_loss(real, fake.detach(), classes, classes)
         d_optimizer.zero_grad()
         self.manual_backward(d_loss)
         d_optimizer.step()
         self.untoggle_optimizer(d_optimizer)
         # 2. The generator, through the discriminator it has just faced.
         self.toggle_optimizer(g_optimizer)
-        g_loss = self.generator_loss(fake)
+        g_loss = self.generator_loss(fake, classes)
         g_optimizer.zero_grad()
         self.manual_backward(g_loss)
         g_optimizer.step()
@@ -215,8 +268,8 @@ class GAN(Task):
 
     def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
         """The discriminator's loss on this batch's real images and on the fixed noise's images."""
-        real = self._real(batch)
-        d_loss = self.discriminator_loss(real, self(self.fixed_noise))
+        real, fixed = self._real(batch), self(self.fixed_noise, self.fixed_classes)
+        d_loss = self.discriminator_loss(real, fixed, self._classes(batch), self.fixed_classes)
         self.log(f"{stage}_d_loss", d_loss, sync_dist=True)
         return d_loss
 
@@ -228,27 +281,45 @@ class GAN(Task):
 
     def _epoch_end(self, stage: str) -> None:
         """The generator's loss on the fixed noise."""
-        self.log(f"{stage}_loss", self.generator_loss(self(self.fixed_noise)), prog_bar=True, sync_dist=True)
+        fixed = self(self.fixed_noise, self.fixed_classes)
+        self.log(f"{stage}_loss", self.generator_loss(fixed, self.fixed_classes), prog_bar=True, sync_dist=True)
 
     @torch.no_grad()
     def generate(self, count: int, seed: int = 0) -> torch.Tensor:
-        """`count` images (pixels in [0, 1]) from the noise of `seed`, the same on every call."""
-        items = [(seed, index) for index in range(count)]
-        noise = self.codec.encode(items)[0].to(self.fixed_noise)
-        return torch.cat([self.predict(chunk)["image"].float() for chunk in noise.split(500)])
+        """`count` images (pixels in [0, 1]) from the noise of `seed`, the same on every call (a conditional GAN's:
+        every class in turn, `generated_classes`)."""
+        inputs = [t.to(self.device) for t in self.codec.encode([(seed, index, None) for index in range(count)])]
+        chunks = zip(*(t.split(500) for t in inputs), strict=True)
+        return torch.cat([self.predict(*chunk)["image"].float() for chunk in chunks])
+
+    def generated_classes(self, count: int) -> torch.Tensor | None:
+        """The class each of `generate(count)`'s images was drawn as: every class in turn (None: unconditional)."""
+        return torch.arange(count) % self.num_classes if self.num_classes else None
 
     def sample_images(self) -> torch.Tensor:
-        """The fixed noise's images, drawn every epoch by callbacks.ImageSamples."""
-        return self.predict(self.fixed_noise)["image"]
+        """The fixed noise's images, drawn every epoch by callbacks.ImageSamples; a conditional GAN's are a row per
+        class, the same noise in each row: the classes down, the noise's styles across."""
+        if self.fixed_classes is None:
+            return self.predict(self.fixed_noise)["image"]
+        noise = self.fixed_noise[:PER_CLASS].repeat(self.num_classes, 1)
+        classes = torch.arange(self.num_classes, device=self.device).repeat_interleave(PER_CLASS)
+        return self.predict(noise, classes)["image"]
 
     def predict_dataloader(self) -> DataLoader:
-        """`predict` draws `num_samples` images from `sample_seed`, whatever the data module holds."""
-        items = [(self.sample_seed, index) for index in range(self.num_samples)]
+        """`predict` draws `num_samples` images from `sample_seed`, whatever the data module holds (conditional: of
+        the classes in `digits` in turn)."""
+        if self.digits is not None and not self.num_classes:
+            raise ConfigError(
+                "--model.digits picks the classes of a conditional GAN; fit one: --model.conditional true"
+            )
+        if self.digits is not None and (not self.digits or not all(0 <= d < self.num_classes for d in self.digits)):
+            raise ConfigError(f"--model.digits {self.digits}: this GAN draws classes 0 to {self.num_classes - 1}")
+        digits: list[int | None] = [*self.digits] if self.digits else [None]
+        items = [(self.sample_seed, index, digits[index % len(digits)]) for index in range(self.num_samples)]
         return DataLoader(TensorDataset(*self.codec.encode(items)), batch_size=FIXED_NOISE)
 
     def predict_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
-        (noise,) = batch
-        return self.predict(noise)
+        return self.predict(*batch)  # (noise,) or (noise, classes)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (self.betas[0], self.betas[1])
