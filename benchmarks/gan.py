@@ -203,9 +203,8 @@ def report(runs: dict, args: argparse.Namespace) -> dict:
     for measure in (*MEASURES, "fid_over_real_vs_real", *CONDITIONAL_MEASURES, "train_seconds"):
         row = "".join(f"{runs[name][measure]:>13.4f}" if measure in runs[name] else f"{'':>13}" for name in names)
         goal = goals.get(CONDITIONAL_MEASURES.get(measure, measure))
-        print(
-            f"{measure:<26}{row}   {'' if goal is None else ('<= ' if measure == 'fid_over_real_vs_real' else '>= ') + f'{goal:.3f}'}"
-        )
+        way = "<=" if measure == "fid_over_real_vs_real" else ">="
+        print(f"{measure:<26}{row}   {'' if goal is None else f'{way} {goal:.3f}'}")
     results: dict = {"runs": runs, "epochs": args.epochs, "goals": goals}
     keep = (*MEASURES, "fid_over_real_vs_real", "train_seconds")
     if "dcgan" in runs:
