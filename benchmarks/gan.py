@@ -207,11 +207,11 @@ def report(runs: dict, args: argparse.Namespace) -> dict:
         print(f"{measure:<26}{row}   {'' if goal is None else f'{way} {goal:.3f}'}")
     results: dict = {"runs": runs, "epochs": args.epochs, "goals": goals}
     keep = (*MEASURES, "fid_over_real_vs_real", "train_seconds")
-    if "dcgan" in runs:
+    if "dcgan" in args.models:
         results |= {name: runs["dcgan"][name] for name in keep}
-    if "mlp" in runs:
+    if "mlp" in args.models:
         results["baseline"] = {name: runs["mlp"][name] for name in keep}
-    if "conditional" in runs:
+    if "conditional" in args.models:
         c = runs["conditional"]
         results["conditional"] = {name: c[name] for name in keep} | {
             digit_name: c[name] for name, digit_name in CONDITIONAL_MEASURES.items()
