@@ -51,6 +51,29 @@ def test_an_image_shape_it_cannot_draw_is_refused(shape):
         GAN(input_shape=shape)
 
 
+def test_the_games_levers_change_what_they_say(run_cli):
+    options = ["--model.loss", "hinge", "--model.spectral_norm", "true", "--model.width", "8"]
+    fit = run_cli("fit", "gan", *ONE_EPOCH, *options, "--model.generator_width", "16", "--model.d_lr", "0.0004")
+    gan, layers = fit.model, fit.model.discriminator.net
+    assert gan.generator.project[0].out_features == 32 * 7 * 7  # generator_width 16: 32 maps at 7x7, 16 at 14x14
+    assert layers[0].out_channels == 8 and not any(isinstance(m, torch.nn.BatchNorm2d) for m in layers)
+    for layer in (layers[0], layers[-1]):  # spectrally normalised: the largest singular value is 1
+        assert torch.linalg.matrix_norm(layer.weight.detach().flatten(1), ord=2) == pytest.approx(1.0, abs=0.05)
+    assert [optimizer.param_groups[0]["lr"] for optimizer in gan.optimizers()] == [0.0004, 0.0002]  # D, G
+    fake, real = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
+    with torch.no_grad():
+        gan.eval()  # in training, each forward pass refines the spectral norm's estimate: the weights move
+        real_logits, fake_logits = gan.discriminator(real), gan.discriminator(fake)
+        hinge = (1 - real_logits).clamp(min=0).mean() + (1 + fake_logits).clamp(min=0).mean()
+        assert gan.discriminator_loss(real, fake, None, None) == pytest.approx(hinge.item())
+        assert gan.generator_loss(fake, None) == pytest.approx(-fake_logits.mean().item())
+
+
+def test_label_smoothing_with_the_hinge_loss_is_refused():
+    with pytest.raises(ConfigError, match="real_label smooths bce's targets only"):
+        GAN(input_shape=(1, 28, 28), loss="hinge", real_label=0.9)
+
+
 def test_normalised_pixels_are_refused_with_what_to_set(run_cli, capsys):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", "gan", *ONE_EPOCH, "--data.normalize", "true")

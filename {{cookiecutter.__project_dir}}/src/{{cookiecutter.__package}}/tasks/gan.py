@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -114,16 +114,20 @@ class Generator(nn.Module):
 
 class Discriminator(nn.Module):
     """The generator mirrored: strided convolutions halve the side; one logit per image, > 0 for "real". With
-    `num_classes`, a projection discriminator: the logit adds features · (the class's learned vector)."""
+    `num_classes`, a projection discriminator: the logit adds features · (the class's learned vector). With
+    `spectral_norm`, no batch norm: `normalise_spectra` bounds each layer instead (call it once initialised)."""
 
-    def __init__(self, *, image_shape: tuple[int, int, int], width: int, num_classes: int = 0) -> None:
+    def __init__(
+        self, *, image_shape: tuple[int, int, int], width: int, num_classes: int = 0, spectral_norm: bool = False
+    ) -> None:
         super().__init__()
         channels = image_shape[0]
         levels, start = upsampling_levels(image_shape)
         layers: list[nn.Module] = [nn.Conv2d(channels, width, 4, 2, 1), nn.LeakyReLU(0.2, inplace=True)]
         c = width
         for _ in range(levels - 1):
-            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=False), nn.BatchNorm2d(2 * c), nn.LeakyReLU(0.2, inplace=True)]
+            norm = nn.Identity() if spectral_norm else nn.BatchNorm2d(2 * c)
+            layers += [nn.Conv2d(c, 2 * c, 4, 2, 1, bias=spectral_norm), norm, nn.LeakyReLU(0.2, inplace=True)]
             c *= 2
         layers += [nn.Flatten(), nn.Linear(c * start * start, 1)]  # (N, c, start, start) -> (N, 1)
         self.net = nn.Sequential(*layers)
@@ -131,6 +135,14 @@ class Discriminator(nn.Module):
         if num_classes:  # small at the start, as the other weights: the class must not swamp the image at first
             self.embed = nn.Embedding(num_classes, c * start * start)
             nn.init.normal_(self.embed.weight, 0.0, 0.02)
+
+    def normalise_spectra(self) -> None:
+        """Spectral normalisation (Miyato et al., 2018): each layer's weight divided by its largest singular value
+        (estimated by a power iteration per step), so that no layer stretches its input by more than 1. The
+        discriminator then cannot grow steep enough to give the generator useless gradients."""
+        for module in self.net:
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.utils.parametrizations.spectral_norm(module)
 
     def forward(self, images: torch.Tensor, classes: Classes = None) -> torch.Tensor:
         features = self.net[:-1](images)  # (N, c * start * start)
@@ -152,16 +164,26 @@ class GAN(Task):
         conditional: bool = False,
         latent_dim: int = 64,
         width: int = 64,
+        generator_width: int | None = None,
         lr: float = 0.0002,
+        d_lr: float | None = None,
         betas: tuple[float, float] = (0.5, 0.999),
+        loss: Literal["bce", "hinge"] = "bce",
+        spectral_norm: bool = False,
         real_label: float = 1.0,
         ema: float = 0.0,
         num_samples: int = 64,
         sample_seed: int = 0,
         digits: int | list[int] | None = None,
     ) -> None:
-        """`conditional`: draw the class asked for (`num_classes` of them, the data module's). `real_label`: the
-        discriminator's target for real images (0.9: one-sided label smoothing, which keeps it from growing
+        """`conditional`: draw the class asked for (`num_classes` of them, the data module's). `width`: the
+        discriminator's first feature maps, doubled at each level; the generator mirrors it (128 maps at 7x7 for
+        MNIST's 28x28 from width 64), or mirrors `generator_width` instead (its capacity alone). `lr`: both
+        networks' learning rate, or the generator's when `d_lr` gives the discriminator its own (TTUR, two
+        time-scales). `loss`: "bce", the non-saturating loss of the original GAN, or "hinge" (the discriminator
+        pushes real logits above 1 and fakes below -1; the generator raises its fakes' logits). `spectral_norm`:
+        the discriminator's layers spectrally normalised, in place of its batch norm. `real_label`: bce's target
+        for real images (0.9: one-sided label smoothing, which keeps the discriminator from growing
         over-confident). `ema`: draw with an exponential moving average of the generator's weights (decay per step,
         0.999; 0: the generator itself), which smooths out the game's oscillation.
         `num_samples`, `sample_seed` and `digits`: what `predict` draws (the same seed gives the same images; a
@@ -171,14 +193,20 @@ class GAN(Task):
         super().__init__()
         self.save_hyperparameters(ignore=["num_samples", "sample_seed", "digits"])
         require_positive(self, latent_dim=latent_dim, width=width, lr=lr, num_samples=num_samples)
+        optional = {"generator_width": generator_width, "d_lr": d_lr}
+        require_positive(self, **{name: value for name, value in optional.items() if value is not None})
+        if loss not in ("bce", "hinge") or (real_label != 1 and loss == "hinge"):
+            raise ConfigError(f"--model.loss bce or hinge (real_label smooths bce's targets only); got {loss}")
         if conditional and num_classes < 2:
             raise ConfigError(f"a conditional GAN needs data of at least 2 classes; its data module has {num_classes}")
         self.num_classes = num_classes if conditional else 0
         self.automatic_optimization = False  # two optimizers, stepped in turn by training_step
         self.generator = Generator(
-            latent_dim=latent_dim, image_shape=input_shape, width=width, num_classes=self.num_classes
+            latent_dim=latent_dim, image_shape=input_shape, width=generator_width or width, num_classes=self.num_classes
         )
-        self.discriminator = Discriminator(image_shape=input_shape, width=width, num_classes=self.num_classes)
+        self.discriminator = Discriminator(
+            image_shape=input_shape, width=width, num_classes=self.num_classes, spectral_norm=spectral_norm
+        )
         self.apply(dcgan_init)
         if not 0 < real_label <= 1 or not 0 <= ema < 1:
             raise ConfigError(f"need 0 < real_label <= 1 and 0 <= ema < 1, got real_label={real_label}, ema={ema}")
@@ -186,7 +214,10 @@ class GAN(Task):
         if ema:  # follows the generator: no optimizer, no gradient
             self.averaged = AveragedModel(self.generator, avg_fn=partial(moving_average, ema), use_buffers=True)
             self.averaged.requires_grad_(False)
-        self.lr, self.betas, self.real_label, self.ema = lr, betas, real_label, ema
+        if spectral_norm:  # once the weights are drawn: it divides them from now on
+            self.discriminator.normalise_spectra()
+        self.lr, self.d_lr, self.betas, self.real_label, self.ema = lr, d_lr or lr, betas, real_label, ema
+        self.loss = loss
         self.num_samples, self.sample_seed = num_samples, sample_seed
         self.digits = [digits] if isinstance(digits, int) else digits
         self.codec = NoiseCodec(latent_dim=latent_dim)
@@ -229,14 +260,19 @@ class GAN(Task):
     def discriminator_loss(
         self, real: torch.Tensor, fake: torch.Tensor, real_classes: Classes, fake_classes: Classes
     ) -> torch.Tensor:
-        """Real images labelled 1, generated ones 0 (a conditional GAN's: each of its class)."""
+        """Real images labelled 1, generated ones 0 (a conditional GAN's: each of its class); or the hinge loss."""
         real_logits, fake_logits = self.discriminator(real, real_classes), self.discriminator(fake, fake_classes)
+        if self.loss == "hinge":
+            return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, self.real_label))
         return real_loss + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
     def generator_loss(self, fake: torch.Tensor, classes: Classes) -> torch.Tensor:
-        """The non-saturating loss: -log D(G(z)), large gradients even while the discriminator wins."""
+        """The non-saturating loss: -log D(G(z)), large gradients even while the discriminator wins (hinge: the
+        logits' mean, negated)."""
         logits = self.discriminator(fake, classes)
+        if self.loss == "hinge":
+            return -logits.mean()
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
@@ -324,6 +360,6 @@ class GAN(Task):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (self.betas[0], self.betas[1])
         return [
-            torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.d_lr, betas=betas),
             torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=betas),
         ]
