@@ -20,6 +20,7 @@ Everything runs through the baked project's CLI on the real MNIST files in ../sh
     python benchmarks/gan.py                                   # 10 epochs, 2 seeds each: about 2 hours on 2 CPU cores
     python benchmarks/gan.py --models conditional --seeds 1    # one model (the others' results stay): 20 minutes
     python benchmarks/gan.py --quick                           # a few batches each: a smoke check
+    python benchmarks/gan.py --search default g256 hinge_sn --epochs 4 --seeds 2   # the levers, judged on validation
 Results: benchmarks/results/gan.json.
 """
 
@@ -38,6 +39,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from lightning.pytorch import Callback
 from training import bake, machine, package_of, write_results
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +52,36 @@ MODELS = {
     "mlp": ["--model.class_path", "gan_baseline.MLPGAN", "--model.latent_dim", "100"],
     "conditional": ["--model.conditional", "true"],
 }
+# The search for an unconditional GAN worth looking at (issue 25): one lever at a time against the default, judged
+# on validation (`--search NAME ...`; the levers are the task's options, see tasks/gan.py).
+SEARCH = {
+    "default": [],
+    "g256": ["--model.generator_width", "128"],  # 256 maps at 7x7, as DCGAN-style MNIST generators have
+    "hinge_sn": ["--model.loss", "hinge", "--model.spectral_norm", "true"],
+    "ttur": ["--model.d_lr", "0.0004", "--model.lr", "0.0001"],
+    "ema": ["--model.ema", "0.999"],
+    "hinge_sn_ttur": ["--model.loss", "hinge", "--model.spectral_norm", "true", "--model.d_lr", "0.0004"]
+    + ["--model.lr", "0.0001"],
+    "g256_ema": ["--model.generator_width", "128", "--model.ema", "0.999"],
+    "smooth": ["--model.real_label", "0.9"],
+}
 # A conditional GAN's measures, as the judge logs them: the names they have in gan.json
 CONDITIONAL_MEASURES = {
     "requested_class_accuracy": "requested_digit_accuracy",
     "min_class_accuracy": "min_digit_accuracy",
 }
+
+
+class ValByEpoch(Callback):
+    """The validation measures of every epoch (the judge's among them), for the search."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            metrics = trainer.callback_metrics
+            self.rows.append({name: float(value) for name, value in metrics.items() if name.startswith("val_")})
 
 
 def worker(spec: dict) -> dict:
@@ -77,8 +104,12 @@ def worker(spec: dict) -> dict:
         return {"checkpoint": best, "test_acc": float(tested.trainer.callback_metrics["test_acc"]), "seconds": seconds}
     common = ["--config", "configs/gan.yaml", *data, *quiet, *spec["model_args"], "--judge", spec["judge"]]
     start = time.perf_counter()
-    fit = cli.run(["fit", *common, *spec["args"]])
+    search = ["--trainer.callbacks+=gan.ValByEpoch"] if spec["step"] == "search" else []
+    fit = cli.run(["fit", *common, *spec["args"], *search])
     seconds = time.perf_counter() - start
+    if search:
+        (by_epoch,) = [callback.rows for callback in fit.trainer.callbacks if type(callback).__name__ == "ValByEpoch"]
+        return {"val_by_epoch": by_epoch, "train_seconds": seconds}
     best = fit.trainer.checkpoint_callback.best_model_path
     tested = cli.run(["test", *common, "--ckpt_path", best, *spec["test_args"]])
     drawn = cli.run(["predict", *common, "--ckpt_path", best, "--model.num_samples", "64", "--model.sample_seed", "0"])
@@ -134,6 +165,15 @@ def main() -> None:
         default=list(MODELS),
         help="these models alone; the others' results in the output file stay (default: all)",
     )
+    parser.add_argument(
+        "--search",
+        nargs="+",
+        choices=list(SEARCH),
+        default=[],
+        help="instead of the models: these variants of the "
+        "DCGAN, --seeds each, judged on validation: each run's epoch of the lowest val FID (results under `search`; "
+        "the rest of the output file stays)",
+    )
     parser.add_argument("--judge-epochs", type=int, default=2, help="epochs of the mnist_cnn judge (default: 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     parser.add_argument("--data-dir", type=Path, default=SHARED, help="holds MNIST/raw with the four IDX files")
@@ -141,7 +181,8 @@ def main() -> None:
     args = parser.parse_args()
     output = args.output or (None if args.quick else RESULTS_DIR / "gan.json")
     load_before = os.getloadavg()
-    kept = json.loads(output.read_text()) if output and output.exists() and set(args.models) < set(MODELS) else {}
+    partial = set(args.models) < set(MODELS) or args.search
+    kept = json.loads(output.read_text()) if output and output.exists() and partial else {}
     runs: dict = kept.get("runs", {})
     with tempfile.TemporaryDirectory(prefix="bench-gan-") as tmp:
         project = bake(Path(tmp) / "bake")
@@ -157,6 +198,23 @@ def main() -> None:
             Path(tmp) / "judge.log",
         )
         print(f"judge: mnist_cnn test_acc {judge['test_acc']:.4f} ({judge['seconds']:.0f} s)", flush=True)
+        if args.search:
+            searched = kept.get("search", {})
+            for name in args.search:
+                spec = {**base, "step": "search", "model_args": SEARCH[name], "judge": judge["checkpoint"]}
+                rows = []
+                for seed in range(args.seeds):
+                    spec["args"] = [*(QUICK if args.quick else epochs), "--seed_everything", str(seed)]
+                    rows.append(best_on_validation(run_worker(spec, project, Path(tmp) / f"{name}-{seed}.log"), seed))
+                    print(
+                        f"{name} seed {seed}: "
+                        + ", ".join(f"{k} {v:.4f}" for k, v in rows[-1].items() if not isinstance(v, list)),
+                        flush=True,
+                    )
+                searched[name] = {"options": SEARCH[name], "epochs": args.epochs, "seeds": rows}
+            if output:
+                write_results(output, {**kept, "search": searched})
+            return
         for name in args.models:
             rows = []
             for seed in range(args.seeds):
@@ -186,6 +244,23 @@ def main() -> None:
     }
     if output:
         write_results(output, {**kept, **results})
+
+
+def best_on_validation(run: dict, seed: int) -> dict:
+    """A searched run's measures at its epoch of the lowest validation FID (what best.ckpt keeps)."""
+    epochs = run["val_by_epoch"]
+    best = min(range(len(epochs)), key=lambda epoch: epochs[epoch]["val_classifier_fid"])
+    at = epochs[best]
+    return {
+        "seed": seed,
+        "best_epoch": best,
+        "val_confident_share": at["val_confident_share"],
+        "val_class_entropy": at["val_class_entropy"],
+        "val_fid_over_real_vs_real": at["val_classifier_fid"] / at["val_real_vs_real_fid"],
+        "val_fid_over_real_vs_real_by_epoch": [e["val_classifier_fid"] / e["val_real_vs_real_fid"] for e in epochs],
+        "val_confident_share_by_epoch": [e["val_confident_share"] for e in epochs],
+        "train_seconds": run["train_seconds"],
+    }
 
 
 def report(runs: dict, args: argparse.Namespace) -> dict:
