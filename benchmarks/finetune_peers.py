@@ -420,7 +420,9 @@ def speed(spec: dict, sizes: dict, lora_lr: str, project: Path, work: Path) -> d
     return {"runs": runs, "median_samples_per_s": median, "profiles": profiles}
 
 
-def accuracy(part: str, spec: dict, args: argparse.Namespace, project: Project, work: Path) -> dict:
+def accuracy(
+    part: str, spec: dict, args: argparse.Namespace, project: Project, work: Path, earlier_lora_runs: list[dict]
+) -> dict:
     """One part's test accuracy after full training (4 epochs): LoRA's seeds, or ours or the Trainer (seed 0)."""
 
     quick = ["--trainer.limit_train_batches", "4", "--trainer.limit_val_batches", "2"] if args.quick else []
@@ -437,15 +439,25 @@ def accuracy(part: str, spec: dict, args: argparse.Namespace, project: Project, 
         return rows
 
     if part == "lora":
-        rows = repeat(
-            f"0-{args.lora_seeds - 1}", EPOCHS, ["--model.pooling", "mean", *LORA, "--model.lr", args.lora_lr]
-        )
+        setting = {"lr": args.lora_lr, "targets": LORA_TARGETS}
+        new = [
+            {**row, **setting}
+            for row in repeat(args.lora_seeds, EPOCHS, ["--model.pooling", "mean", *LORA, "--model.lr", args.lora_lr])
+        ]
+        # Seeds of the same setting measured by an earlier run (--lora-seeds 1-2 after 0) count beside these.
+        earlier = [
+            row
+            for row in earlier_lora_runs
+            if {key: row.get(key) for key in setting} == setting and row["seed"] not in {r["seed"] for r in new}
+        ]
+        rows = sorted(earlier + new, key=lambda row: row["seed"])
         full, lora = json.loads(SENTIMENT.read_text())["bert"], [row["test_acc"] for row in rows]
         return {
             "lora_test_acc_mean": statistics.mean(lora),
             "lora_test_acc_min": min(lora),
             "lora_test_acc_std": statistics.stdev(lora) if len(lora) > 1 else 0.0,
-            "lora_fit_seconds_mean": statistics.mean(row["fit_seconds"] for row in rows),
+            # over the runs timed (seed 0 of variant E was read back from its TensorBoard events, untimed)
+            "lora_fit_seconds_mean": statistics.mean(row["fit_seconds"] for row in rows if "fit_seconds" in row),
             "full_test_acc_mean": full["test_acc_mean"],
             "full_test_acc_std": statistics.stdev(row["test_acc"] for row in full["runs"]),
             "full_fit_seconds_mean": full["fit_seconds_mean"],
@@ -482,7 +494,12 @@ def main() -> None:
     parser.add_argument(
         "--parts", nargs="+", choices=ACCURACY_PARTS, default=list(ACCURACY_PARTS), help="the accuracy phase's parts"
     )
-    parser.add_argument("--lora-seeds", type=int, default=3, help="seeds of the LoRA accuracy runs (default: 3)")
+    parser.add_argument(
+        "--lora-seeds",
+        default="0-2",
+        help="seeds of the LoRA accuracy runs, as `repeat` reads them (default: 0-2); runs of other seeds at the "
+        "same learning rate and targets already in the output file count beside them",
+    )
     parser.add_argument(
         "--data-dir",
         type=Path,
@@ -536,7 +553,7 @@ def main() -> None:
         if "accuracy" in phases:
             print("accuracy after full training ...", flush=True)
             for part in args.parts:
-                results.update(accuracy(part, spec, args, project, work))
+                results.update(accuracy(part, spec, args, project, work, results.get("lora_runs", [])))
                 save()
     print_table(results)
 
