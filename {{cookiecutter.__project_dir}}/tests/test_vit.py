@@ -1,13 +1,16 @@
 """The Vision Transformer: patches in, logits out for every pooling and kind of position; it learns the fake digits;
 it starts from a checkpoint of this project (all but the head) and refuses one of another shape; and it reads an
-image folder as well as MNIST."""
+image folder as well as MNIST, its training images shifted at random if asked."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from {{ cookiecutter.__package }} import ConfigError
+from {{ cookiecutter.__package }}.data.mnist import MNISTDataModule, shifted
 from {{ cookiecutter.__package }}.tasks.vit import VisionTransformer, ViTClassifier, grid_positions
 
 
@@ -70,3 +73,26 @@ def test_reads_an_image_folder(run_cli, data_args):
     cli = run_cli("fit", "vit", *folder, "--trainer.fast_dev_run", "true")
     assert cli.model.model.patches.in_channels == 3 and cli.model.model.positions.shape[0] == 1 + 4 * 4
     assert cli.model.model.head.out_features == 3  # blue, gray, red
+
+
+def test_shift_moves_each_image_on_its_own_and_fills_in_the_background():
+    image = torch.full((1, 1, 28, 28), -0.5)
+    image[0, 0, 10, 20] = 3.0
+    moved = shifted(image.expand(500, 1, 28, 28), most=2, background=-0.5)
+    assert moved.shape == (500, 1, 28, 28)
+    bright = (moved == 3.0).nonzero()[:, 2:]  # (row, col) of the one bright pixel of each image
+    assert len(bright) == 500 and ((moved == -0.5).sum(dim=(1, 2, 3)) == 28 * 28 - 1).all()
+    offsets = {(row - 10, col - 20) for row, col in bright.tolist()}
+    assert offsets == {(down, across) for down in range(-2, 3) for across in range(-2, 3)}
+
+
+def test_the_data_module_shifts_training_batches_only(fake_mnist):
+    data = MNISTDataModule(data_dir=str(fake_mnist), download=False, val_size=56, shift=3)
+    data.setup()
+    images, labels = next(iter(data.val_dataloader()))
+    for training, changed in ((False, False), (True, True)):
+        data.trainer = SimpleNamespace(training=training)
+        out, out_labels = data.on_after_batch_transfer((images, labels), 0)
+        assert torch.equal(out_labels, labels) and (not torch.equal(out, images)) == changed
+    with pytest.raises(ConfigError, match="shift must be between 0 and 13 pixels, got 14"):
+        MNISTDataModule(data_dir=str(fake_mnist), shift=14)

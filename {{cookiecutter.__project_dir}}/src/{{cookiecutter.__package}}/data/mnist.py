@@ -134,6 +134,18 @@ class GrayImageCodec(Codec):
         return (self.preprocess(pixels),)  # (N, 1, 28, 28), as in training
 
 
+def shifted(images: torch.Tensor, most: int, background: float) -> torch.Tensor:
+    """(N, C, H, W) images, each moved by its own whole number of pixels in -most..most across and down; what
+    moves in from the edge is `background`."""
+    n, _, height, width = images.shape
+    padded = torch.nn.functional.pad(images, (most, most, most, most), value=background)
+    down, across = torch.randint(0, 2 * most + 1, (2, n, 1), device=images.device)
+    rows = (torch.arange(height, device=images.device) + down)[:, :, None]  # (N, H, 1)
+    cols = (torch.arange(width, device=images.device) + across)[:, None, :]  # (N, 1, W)
+    picked = padded.permute(0, 2, 3, 1)[torch.arange(n, device=images.device)[:, None, None], rows, cols]
+    return picked.permute(0, 3, 1, 2)  # (N, H, W, C) back to (N, C, H, W)
+
+
 class MNISTDataModule(SplitDataModule):
     codec: GrayImageCodec
     num_classes = 10
@@ -151,13 +163,19 @@ class MNISTDataModule(SplitDataModule):
         seed: int = 42,
         folds: int | None = None,
         fold: int = 0,
+        shift: int = 0,
     ) -> None:
         """`normalize`: pixels to mean 0 and std 1 with the training set's statistics, as classifiers like them;
         false keeps them in [0, 1], as a generator draws them. `folds`: the training images are cut into that many
-        parts, and part `fold` validates (in place of `val_size`)."""
+        parts, and part `fold` validates (in place of `val_size`). `shift`: each training image moved by up to that
+        many pixels across and down, drawn afresh every time it is seen (data augmentation: where a digit sits
+        does not change which digit it is); validation, test and serving see the images as they are."""
         super().__init__(batch_size, num_workers)
         self.save_hyperparameters()
         require_positive(self, val_size=val_size)
+        if not 0 <= shift < SIZE // 2:
+            raise ConfigError(f"shift must be between 0 and {SIZE // 2 - 1} pixels, got {shift}")
+        self.shift = shift
         check_fold(self, folds, fold)
         self.folds, self.fold = folds, fold
         self.data_dir, self.download, self.val_size, self.seed = data_dir, download, val_size, seed
@@ -185,6 +203,12 @@ class MNISTDataModule(SplitDataModule):
                 "--data.download true when online, or copy train-images-idx3-ubyte, train-labels-idx1-ubyte, "
                 f"t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte into {raw}"
             ) from None
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, ...], dataloader_idx: int) -> tuple[torch.Tensor, ...]:
+        if self.shift and self.trainer is not None and self.trainer.training:
+            images, *rest = batch
+            return (shifted(images, self.shift, background=self.codec.preprocess(torch.zeros(1, 1, 1)).item()), *rest)
+        return batch
 
     def prepare_data(self) -> None:
         for train in (True, False):
