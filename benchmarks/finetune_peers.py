@@ -27,8 +27,9 @@
 
 Results go to benchmarks/results/finetune_peers.json, written after each phase (and each part of 4.).
 
-    python benchmarks/finetune_peers.py            # about 90 minutes on 2 cores (10 of speed, the rest accuracy)
+    python benchmarks/finetune_peers.py            # about 3 hours on 2 cores (15 minutes of speed, the rest accuracy)
     python benchmarks/finetune_peers.py --only speed frozen   # no full trainings: 15 minutes
+    python benchmarks/finetune_peers.py --only accuracy --parts lora --lora-seeds 1-2   # seeds beside seed 0's
     python benchmarks/finetune_peers.py --quick    # a smoke check: a few steps of each, a few minutes
 """
 
