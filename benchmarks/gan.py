@@ -235,7 +235,7 @@ def main() -> None:
                 )
                 if output and seed == 0:
                     shutil.copy(r["samples"], RESULTS_DIR / f"gan_{name}_samples.png")
-            runs[name] = mean_run(rows)
+            runs[name] = mean_run(rows) | {"judge_test_acc": judge["test_acc"]}  # each model its own run's judge
 
     results = report(runs, args)
     results |= {
