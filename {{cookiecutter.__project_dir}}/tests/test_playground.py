@@ -23,11 +23,7 @@ from {{ cookiecutter.__package }}.serve.settings import ServeSettings
 webdriver = pytest.importorskip("selenium.webdriver", reason="Selenium is a dev dependency: pip install -e '.[dev]'")
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-{%- if cookiecutter.include_gan == "yes" %}
-from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
-{%- else %}
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-{%- endif %}
+from selenium.webdriver.support.ui import {% if cookiecutter.include_gan == "yes" %}Select, {% endif %}WebDriverWait  # noqa: E402
 
 # Debian's and Ubuntu's chromium, or Google Chrome where that is what the machine has (GitHub's runners).
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
