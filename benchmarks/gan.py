@@ -19,6 +19,7 @@ Everything runs through the baked project's CLI on the real MNIST files in ../sh
 
     python benchmarks/gan.py                                   # 10 epochs, 2 seeds each: about 2 hours on 2 CPU cores
     python benchmarks/gan.py --models conditional --seeds 1    # one model (the others' results stay): 20 minutes
+    python benchmarks/gan.py --models conditional --first-seed 1 --seeds 1   # seed 1, beside seed 0's run
     python benchmarks/gan.py --quick                           # a few batches each: a smoke check
     python benchmarks/gan.py --search default g256 hinge_sn --epochs 4 --seeds 2   # the levers, judged on validation
 Results: benchmarks/results/gan.json.
@@ -147,9 +148,18 @@ def run_worker(spec: dict, project: Path, log: Path) -> dict:
     return json.loads(result.read_text())
 
 
+def with_earlier_seeds(rows: list[dict], earlier: list[dict]) -> list[dict]:
+    """These seeds' runs and an earlier benchmark run's of the other seeds (the same model and epochs), by seed."""
+    ran = {row["seed"] for row in rows}
+    return sorted([row for row in earlier if row["seed"] not in ran] + rows, key=lambda row: row["seed"])
+
+
 def mean_run(rows: list[dict]) -> dict:
-    """The mean of each measure over the seeds' runs (and of the training seconds), with the runs themselves."""
-    measured = [name for name in (*MEASURES, *CONDITIONAL_MEASURES, "train_seconds") if name in rows[0]]
+    """The mean of each measure over the seeds' runs (and of the training seconds and judges' test accuracy: each
+    run is judged by its own benchmark run's judge), with the runs themselves."""
+    measured = [
+        name for name in (*MEASURES, *CONDITIONAL_MEASURES, "train_seconds", "judge_test_acc") if name in rows[0]
+    ]
     means = {name: statistics.mean(row[name] for row in rows) for name in measured}
     return {**means, "fid_over_real_vs_real": means["classifier_fid"] / means["real_vs_real_fid"], "seeds": rows}
 
@@ -158,7 +168,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few batches per model: a smoke check")
     parser.add_argument("--epochs", type=int, default=10, help="epochs of each GAN (default: 10)")
-    parser.add_argument("--seeds", type=int, default=2, help="seeds of each GAN, 0 to N-1 (default: 2)")
+    parser.add_argument("--seeds", type=int, default=2, help="seeds of each GAN or variant (default: 2)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="the seeds run are this one and the next --seeds - 1 (default: 0); the other seeds of a model or "
+        "variant that the output file holds, measured over as many epochs, count beside them",
+    )
     parser.add_argument(
         "--models",
         nargs="+",
@@ -189,6 +206,7 @@ def main() -> None:
         project = bake(Path(tmp) / "bake")
         base = {"package": package_of(project), "threads": args.threads, "data_dir": str(args.data_dir.resolve())}
         epochs = ["--trainer.max_epochs", str(args.epochs)]
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
         judge = run_worker(
             {
                 **base,
@@ -204,7 +222,7 @@ def main() -> None:
             for name in args.search:
                 spec = {**base, "step": "search", "model_args": SEARCH[name], "judge": judge["checkpoint"]}
                 rows = []
-                for seed in range(args.seeds):
+                for seed in seeds:
                     spec["args"] = [*(QUICK if args.quick else epochs), "--seed_everything", str(seed)]
                     rows.append(best_on_validation(run_worker(spec, project, Path(tmp) / f"{name}-{seed}.log"), seed))
                     print(
@@ -212,19 +230,23 @@ def main() -> None:
                         + ", ".join(f"{k} {v:.4f}" for k, v in rows[-1].items() if not isinstance(v, list)),
                         flush=True,
                     )
+                earlier = searched.get(name, {})
+                if earlier.get("epochs") == args.epochs:
+                    rows = with_earlier_seeds(rows, earlier["seeds"])
                 searched[name] = {"options": SEARCH[name], "epochs": args.epochs, "seeds": rows}
             if output:
                 write_results(output, {**kept, "search": searched})
             return
         for name in args.models:
             rows = []
-            for seed in range(args.seeds):
+            for seed in seeds:
                 spec = {**base, "step": name, "model_args": MODELS[name], "judge": judge["checkpoint"]}
                 spec |= {
                     "args": [*(QUICK if args.quick else epochs), "--seed_everything", str(seed)],
                     "test_args": ["--trainer.limit_test_batches", "4"] if args.quick else [],
                 }
-                r = run_worker(spec, project, Path(tmp) / f"{name}-{seed}.log") | {"seed": seed}
+                r = run_worker(spec, project, Path(tmp) / f"{name}-{seed}.log")
+                r |= {"seed": seed, "judge_test_acc": judge["test_acc"]}
                 rows.append(r)
                 measured = [m for m in (*MEASURES, *CONDITIONAL_MEASURES) if m in r]
                 print(
@@ -235,7 +257,12 @@ def main() -> None:
                 )
                 if output and seed == 0:
                     shutil.copy(r["samples"], RESULTS_DIR / f"gan_{name}_samples.png")
-            runs[name] = mean_run(rows) | {"judge_test_acc": judge["test_acc"]}  # each model its own run's judge
+            earlier = runs.get(name, {})
+            if "seeds" in earlier:  # (the runs written before the benchmark kept seeds hold one run, unmerged)
+                judged = {"judge_test_acc": earlier["judge_test_acc"]}  # one judge per model, before one per seed
+                same = [judged | row for row in earlier["seeds"] if row["epochs"] == rows[0]["epochs"]]
+                rows = with_earlier_seeds(rows, same)
+            runs[name] = mean_run(rows)
 
     results = report(runs, args)
     results |= {
