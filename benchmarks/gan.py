@@ -14,8 +14,8 @@ Everything runs through the baked project's CLI on the real MNIST files in ../sh
    as many training digits: the floor a perfect generator would reach); for the conditional GAN, which draws
    every digit in turn, `requested_digit_accuracy` (the share read as the digit asked for) and
    `min_digit_accuracy` (that share for the worst digit). Each model's figures are the mean of its seeds.
-4. Seed 0's samples: benchmarks/results/gan_dcgan_samples.png and gan_mlp_samples.png (`predict`'s 64 digits
-   from seed 0), gan_conditional_samples.png (a row per digit, its best epoch's).
+4. Seed 0's samples, beside the results file: gan_dcgan_samples.png and gan_mlp_samples.png (`predict`'s 64
+   digits from seed 0), gan_conditional_samples.png (a row per digit, its best epoch's).
 
     python benchmarks/gan.py                                   # 10 epochs, 2 seeds each: about 2 hours on 2 CPU cores
     python benchmarks/gan.py --models conditional --seeds 1    # one model (the others' results stay): 20 minutes
@@ -256,7 +256,7 @@ def main() -> None:
                     flush=True,
                 )
                 if output and seed == 0:
-                    shutil.copy(r["samples"], RESULTS_DIR / f"gan_{name}_samples.png")
+                    shutil.copy(r["samples"], output.parent / f"gan_{name}_samples.png")  # beside the results
             earlier = runs.get(name, {})
             if "seeds" in earlier:  # (the runs written before the benchmark kept seeds hold one run, unmerged)
                 judged = {"judge_test_acc": earlier["judge_test_acc"]}  # one judge per model, before one per seed
