@@ -46,17 +46,18 @@ def test_learns_the_fake_digits(run_cli):
 
 def test_starts_from_a_checkpoint_of_this_project_all_but_the_head(trained):
     checkpoint = trained("vit")
-    saved = torch.load(checkpoint, weights_only=True)["state_dict"]
-    task = ViTClassifier(num_classes=5, input_shape=(1, 28, 28), weights=str(checkpoint))  # other classes: a new head
+    saved = torch.load(checkpoint, weights_only=True)
+    shape = {"patch_size": saved["hyper_parameters"]["patch_size"]}  # the config's; the rest are the defaults
+    task = ViTClassifier(num_classes=5, input_shape=(1, 28, 28), weights=str(checkpoint), **shape)  # a new head
     task.setup("fit")
     for name, tensor in task.model.state_dict().items():
         if not name.startswith("head."):
-            assert torch.equal(tensor, saved[f"model.{name}"]), name
+            assert torch.equal(tensor, saved["state_dict"][f"model.{name}"]), name
     assert task.model.head.out_features == 5
 
 
 def test_weights_of_another_shape_are_refused_with_what_differs(trained):
-    task = ViTClassifier(num_classes=10, input_shape=(1, 28, 28), weights=str(trained("vit")), patch_size=7)
+    task = ViTClassifier(num_classes=10, input_shape=(1, 28, 28), weights=str(trained("vit")), patch_size=4)
     with pytest.raises(ConfigError, match="not weights of this ViT's shape.*size mismatch for positions"):
         task.setup("fit")
 

@@ -1,11 +1,11 @@
 """A Vision Transformer (ViT): attention over the patches of an image, where a CNN slides small filters.
 
-The image is cut into square patches (4x4 pixels: a 28x28 digit becomes a 7x7 grid of 49 patches), and each
-patch becomes one vector, like a word of a sentence; a strided convolution does the cutting and the projection
-in one step. A learned class token is put in front of the sequence, positions are added (attention ignores
-order, so without them a patch would not know where it lies), and a Transformer encoder lets every patch look
-at every other one from the first layer on. The class token's final vector (or the mean of all patches) feeds
-a linear head.
+The image is cut into square patches (configs/vit.yaml's 7x7 pixels make a 28x28 digit a 4x4 grid of 16
+patches), and each patch becomes one vector, like a word of a sentence; a strided convolution does the cutting
+and the projection in one step. A learned class token is put in front of the sequence, positions are added
+(attention ignores order, so without them a patch would not know where it lies), and a Transformer encoder lets
+every patch look at every other one from the first layer on. The class token's final vector (or the mean of all
+patches) feeds a linear head.
 
 A CNN is built to expect that nearby pixels belong together and that a stroke means the same thing wherever it
 is (locality and translation equivariance); a ViT has to learn both from the data. It therefore needs more data,
@@ -122,7 +122,7 @@ class ViTClassifier(ClassificationTask):
         scheduler: LRSchedulerCallable | None = None,
         **architecture: Any,
     ) -> None:
-        """`architecture`: VisionTransformer's keyword arguments (`--model.patch_size 7 --model.num_layers 4`).
+        """`architecture`: VisionTransformer's keyword arguments (`--model.patch_size 4 --model.num_layers 4`).
 
         Args:
             weights: a .ckpt of this project or a .pth state dict of a ViT of the same shape: every weight but the
