@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 import torch
+from roadmap_project import ConfigError
 from roadmap_project.tasks.gan import GAN  # the default bake's package, as the benchmark bakes it
 from torch import nn
 
@@ -62,6 +63,6 @@ class MLPGAN(GAN):
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int = 100, **options: Any) -> None:
         super().__init__(input_shape, latent_dim=latent_dim, **options)
         if self.num_classes:
-            raise ValueError("the MLP baseline is unconditional: leave --model.conditional false")
+            raise ConfigError("the MLP baseline is unconditional: leave --model.conditional false")
         self.generator = mlp_generator(latent_dim, tuple(input_shape))
         self.discriminator = mlp_discriminator(tuple(input_shape))
