@@ -50,7 +50,7 @@ QUICK = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "20", "--
 MEASURES = ("confident_share", "class_entropy", "classifier_fid", "real_vs_real_fid")
 MODELS = {
     "dcgan": [],
-    "mlp": ["--model.class_path", "gan_baseline.MLPGAN", "--model.latent_dim", "100"],
+    "mlp": ["--model.class_path", "gan_baseline.MLPGAN", "--model.latent_dim", "100", "--model.categories", "0"],
     "conditional": ["--model.conditional", "true"],
 }
 # The search for an unconditional GAN worth looking at (issue 25): one lever at a time against the default, judged
@@ -67,6 +67,9 @@ SEARCH = {
     "smooth": ["--model.real_label", "0.9"],
     "batch64": ["--data.batch_size", "64"],  # twice the updates per epoch, at about the same time per epoch
     "batch32": ["--data.batch_size", "32"],  # four times
+    "info10": ["--model.categories", "10"],  # InfoGAN: a 10-way category in the noise, read back by the discriminator
+    "info20": ["--model.categories", "20"],  # more categories than digits: each one purer?
+    "info30": ["--model.categories", "30"],
 }
 # A conditional GAN's measures, as the judge logs them: the names they have in gan.json
 CONDITIONAL_MEASURES = {
@@ -133,7 +136,7 @@ def worker(spec: dict) -> dict:
             "discriminator": sum(p.numel() for p in fit.model.discriminator.parameters()),
         },
         "samples": str(
-            samples if fit.model.hparams.get("conditional") else run_dir(drawn.trainer) / "predictions" / "grid.png"
+            samples if fit.model.num_classes or fit.model.categories else run_dir(drawn.trainer) / "predictions" / "grid.png"
         ),
     }
 

@@ -62,7 +62,7 @@ class MLPGAN(GAN):
 
     def __init__(self, input_shape: tuple[int, int, int], latent_dim: int = 100, **options: Any) -> None:
         super().__init__(input_shape, latent_dim=latent_dim, **options)
-        if self.num_classes:
-            raise ConfigError("the MLP baseline is unconditional: leave --model.conditional false")
+        if self.num_classes or self.categories:
+            raise ConfigError("the MLP baseline is the plain GAN: --model.conditional false --model.categories 0")
         self.generator = mlp_generator(latent_dim, tuple(input_shape))
         self.discriminator = mlp_discriminator(tuple(input_shape))

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 import math
 {%- endif %}
@@ -69,6 +70,44 @@ def test_the_games_levers_change_what_they_say(run_cli):
         assert gan.generator_loss(fake, None) == pytest.approx(-fake_logits.mean().item())
 
 
+def test_an_infogans_noise_picks_its_category_and_can_be_made_to_pick_another():
+    gan = GAN(input_shape=(1, 28, 28), latent_dim=16, width=8, categories=4).eval()
+    noise, wanted = torch.randn(6, 16), torch.tensor([0, 1, 2, 3, 0, 3])
+    assert torch.equal(gan.category_of(noise), noise[:, :4].argmax(dim=1))
+    moved = gan.with_category(noise, wanted)
+    assert torch.equal(gan.category_of(moved), wanted)
+    assert torch.equal(moved[:, :4].sort(dim=1).values, noise[:, :4].sort(dim=1).values)  # the same numbers, swapped
+    assert torch.equal(moved[:, 4:], noise[:, 4:])  # the rest of the noise untouched
+    with torch.no_grad():  # the generator reads the category (an embedding), not only the noise's numbers
+        as_drawn = gan.predict(noise)["image"]
+        gan.generator.embed.weight.add_(1.0)
+        assert not torch.allclose(gan.predict(noise)["image"], as_drawn)
+
+
+def test_an_infogans_category_loss_trains_the_discriminators_head(run_cli):
+    fit = run_cli("fit", "gan", *ONE_EPOCH, "--model.categories", "10", "--model.width", "8")
+    head = fit.model.discriminator.read_category
+    assert head.out_features == 10 and head.weight.grad is not None and head.weight.grad.abs().sum() > 0
+    assert fit.model.generator.embed.num_embeddings == 10
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"categories": 1}, "--model.categories: 0 (none) or 2 to latent_dim (64); got 1"),
+        ({"categories": 65}, "--model.categories: 0 (none) or 2 to latent_dim (64); got 65"),
+    ],
+)
+def test_a_category_count_it_cannot_draw_is_refused(options, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        GAN(input_shape=(1, 28, 28), **options)
+
+
+def test_a_conditional_gan_is_told_the_class_and_keeps_no_categories():
+    gan = GAN(input_shape=(1, 28, 28), num_classes=10, conditional=True, categories=10)
+    assert gan.categories == 0 and gan.discriminator.read_category is None and gan.discriminator.embed is not None
+
+
 def test_label_smoothing_with_the_hinge_loss_is_refused():
     with pytest.raises(ConfigError, match="real_label smooths bce's targets only"):
         GAN(input_shape=(1, 28, 28), loss="hinge", real_label=0.9)
@@ -85,8 +124,11 @@ def test_samples_are_drawn_every_epoch_and_sent_to_the_logger(run_cli):
     cli = run_cli("fit", "gan", *ONE_EPOCH, "--trainer.max_epochs", "2")
     folder = run_dir(cli.trainer)
     for epoch in (0, 1):
-        with Image.open(folder / "samples" / f"epoch_{epoch:03d}.png") as grid:  # 64 images, 8 per row
-            assert grid.format == "PNG" and grid.size == (8 * 30 + 2, 8 * 30 + 2)
+        with Image.open(folder / "samples" / f"epoch_{epoch:03d}.png") as grid:  # a row of 8 per category (10)
+            assert grid.format == "PNG" and grid.size == (8 * 30 + 2, 10 * 30 + 2)
+    plain = run_cli("fit", "gan", *ONE_EPOCH, "--model.categories", "0")
+    with Image.open(run_dir(plain.trainer) / "samples" / "epoch_000.png") as grid:  # no categories: 64 images
+        assert grid.size == (8 * 30 + 2, 8 * 30 + 2)
 {%- if cookiecutter.logger == "tensorboard" %}
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -14,6 +14,13 @@ drawn from N(0, 0.02), and Adam with betas (0.5, 0.999), a short memory of past 
 optimizers step in turn on every batch, which Lightning's automatic optimization does not do: the task
 sets `automatic_optimization = False` and calls `manual_backward` and each optimizer's `step` itself.
 
+A GAN's noise is continuous, MNIST's digits are not: between the noise of a 4 and of a 9 lie images that are
+neither. InfoGAN (Chen et al., 2016) gives the generator a category to draw as well (`--model.categories 10`, the
+default): the first 10 numbers of the noise pick one (the largest of them), the generator reads it as a learned
+vector beside the noise, and a second head on the discriminator must tell from each generated image which
+category it was drawn from; the generator is rewarded when it can. So each category has to look unlike the others,
+and with no label given they become the digits (each epoch's samples are a row per category).
+
     python -m {{ cookiecutter.__package }} fit --config configs/gan.yaml
     python -m {{ cookiecutter.__package }} predict --config configs/gan.yaml --ckpt_path best --model.sample_seed 7
     python -m {{ cookiecutter.__package }} test --config configs/gan.yaml --ckpt_path best --judge <mnist_cnn best.ckpt>
@@ -118,10 +125,17 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """The generator mirrored: strided convolutions halve the side; one logit per image, > 0 for "real". With
     `num_classes`, a projection discriminator: the logit adds features · (the class's learned vector). With
+    `categories`, a second head reads which InfoGAN category an image was drawn from (`category_logits`). With
     `spectral_norm`, no batch norm: `normalise_spectra` bounds each layer instead (call it once initialised)."""
 
     def __init__(
-        self, *, image_shape: tuple[int, int, int], width: int, num_classes: int = 0, spectral_norm: bool = False
+        self,
+        *,
+        image_shape: tuple[int, int, int],
+        width: int,
+        num_classes: int = 0,
+        categories: int = 0,
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         channels = image_shape[0]
@@ -135,6 +149,7 @@ class Discriminator(nn.Module):
         layers += [nn.Flatten(), nn.Linear(c * start * start, 1)]  # (N, c, start, start) -> (N, 1)
         self.net = nn.Sequential(*layers)
         self.embed = nn.Embedding(num_classes, c * start * start) if num_classes else None
+        self.read_category = nn.Linear(c * start * start, categories) if categories else None
 
     def normalise_spectra(self) -> None:
         """Spectral normalisation (Miyato et al., 2018): each layer's weight divided by its largest singular value
@@ -151,6 +166,10 @@ class Discriminator(nn.Module):
             logits = logits + (self.embed(classes) * features).sum(dim=1)
         return logits
 
+    def category_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """InfoGAN's head: which category (N, categories) each image was drawn from."""
+        return self.read_category(self.net[:-1](images))
+
 
 class GAN(Task):
     input_names: tuple[str, ...] = ("noise",)
@@ -162,6 +181,7 @@ class GAN(Task):
         input_shape: tuple[int, int, int],
         num_classes: int = 0,
         conditional: bool = False,
+        categories: int = 0,
         latent_dim: int = 64,
         width: int = 64,
         generator_width: int | None = None,
@@ -186,7 +206,8 @@ class GAN(Task):
         for real images (0.9: one-sided label smoothing, which keeps the discriminator from growing
         over-confident). `ema`: draw with an exponential moving average of the generator's weights (decay per step,
         0.999; 0: the generator itself), which smooths out the game's oscillation.
-        `num_samples`, `sample_seed` and `digits`: what `predict` draws (the same seed gives the same images; a
+        `categories`: InfoGAN's categorical code (0: none), read from the noise (an unconditional GAN's: a conditional
+        one is told the class instead). `num_samples`, `sample_seed` and `digits`: what `predict` draws (the same seed gives the same images; a
         conditional GAN draws the class in `digits`, or each of a list in turn; every class when none are given).
         These are options of a run, not of the model: they stay out of its checkpoint, whose saved hyperparameters
         would otherwise override them when `--ckpt_path` is given."""
@@ -200,12 +221,22 @@ class GAN(Task):
         if conditional and num_classes < 2:
             raise ConfigError(f"a conditional GAN needs data of at least 2 classes; its data module has {num_classes}")
         self.num_classes = num_classes if conditional else 0
+        self.categories = 0 if conditional else categories  # a conditional GAN is told the class instead
+        if self.categories and not 1 < self.categories <= latent_dim:
+            raise ConfigError(f"--model.categories: 0 (none) or 2 to latent_dim ({latent_dim}); got {categories}")
         self.automatic_optimization = False  # two optimizers, stepped in turn by training_step
         self.generator = Generator(
-            latent_dim=latent_dim, image_shape=input_shape, width=generator_width or width, num_classes=self.num_classes
+            latent_dim=latent_dim,
+            image_shape=input_shape,
+            width=generator_width or width,
+            num_classes=self.num_classes or self.categories,
         )
         self.discriminator = Discriminator(
-            image_shape=input_shape, width=width, num_classes=self.num_classes, spectral_norm=spectral_norm
+            image_shape=input_shape,
+            width=width,
+            num_classes=self.num_classes,
+            categories=self.categories,
+            spectral_norm=spectral_norm,
         )
         self.apply(dcgan_init)
         if not 0 < real_label <= 1 or not 0 <= ema < 1:
@@ -233,8 +264,22 @@ class GAN(Task):
         # Nothing here measures the pictures, so best.ckpt is the latest (a run given a judge keeps its best FID).
         self.best_checkpoint = ("step", "max")
 
+    def category_of(self, noise: torch.Tensor) -> torch.Tensor:
+        """InfoGAN's category of each noise vector: which of its first `categories` numbers is the largest."""
+        return noise[:, : self.categories].argmax(dim=1)
+
+    def with_category(self, noise: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """The noise (N, latent_dim) made to pick `categories` (N,): in each row, the largest of the first `categories`
+        numbers swaps places with the one at the category's place (the noise stays a draw of the same distribution)."""
+        noise, rows = noise.clone(), torch.arange(len(noise), device=noise.device)
+        top = self.category_of(noise)
+        noise[rows, top], noise[rows, categories] = noise[rows, categories], noise[rows, top]
+        return noise
+
     def forward(self, noise: torch.Tensor, classes: Classes = None) -> torch.Tensor:
         """The images the task draws: the averaged generator's with `ema`, else the generator's."""
+        if self.categories:
+            classes = self.category_of(noise)
         return self.averaged(noise, classes) if self.averaged is not None else self.generator(noise, classes)
 
     def predict(self, noise: torch.Tensor, classes: Classes = None) -> dict[str, torch.Tensor]:
@@ -275,16 +320,23 @@ class GAN(Task):
             return -logits.mean()
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
+    def category_loss(self, fake: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
+        """InfoGAN's term: how badly the discriminator's head reads back the category each fake was drawn from."""
+        return F.cross_entropy(self.discriminator.category_logits(fake), categories)
+
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         real, classes = self._real(batch), self._classes(batch)
         optimizers = self.optimizers()
         assert isinstance(optimizers, list)  # configure_optimizers returns two
         d_optimizer, g_optimizer = optimizers
         noise = torch.randn(len(real), self.codec.latent_dim, device=self.device, dtype=self.fixed_noise.dtype)
-        fake = self.generator(noise, classes)  # the generator in training, not its average; the real images' classes
+        categories = self.category_of(noise) if self.categories else None
+        fake = self.generator(noise, classes if categories is None else categories)  # not its average
         # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
         self.toggle_optimizer(d_optimizer)
         d_loss = self.discriminator_loss(real, fake.detach(), classes, classes)
+        if categories is not None:
+            d_loss = d_loss + self.category_loss(fake.detach(), categories)
         d_optimizer.zero_grad()
         self.manual_backward(d_loss)
         d_optimizer.step()
@@ -292,6 +344,8 @@ class GAN(Task):
         # 2. The generator, through the discriminator it has just faced.
         self.toggle_optimizer(g_optimizer)
         g_loss = self.generator_loss(fake, classes)
+        if categories is not None:
+            g_loss = g_loss + self.category_loss(fake, categories)
         g_optimizer.zero_grad()
         self.manual_backward(g_loss)
         g_optimizer.step()
@@ -334,11 +388,15 @@ class GAN(Task):
 
     def sample_images(self) -> torch.Tensor:
         """The fixed noise's images, drawn every epoch by callbacks.ImageSamples; a conditional GAN's are a row per
-        class, the same noise in each row: the classes down, the noise's styles across."""
-        if self.fixed_classes is None:
+        class, and an InfoGAN's a row per category, the same noise in each row: the classes down, the noise's styles
+        across."""
+        rows = self.num_classes or self.categories
+        if not rows:
             return self.predict(self.fixed_noise)["image"]
-        noise = self.fixed_noise[:PER_CLASS].repeat(self.num_classes, 1)
-        classes = torch.arange(self.num_classes, device=self.device).repeat_interleave(PER_CLASS)
+        noise = self.fixed_noise[:PER_CLASS].repeat(rows, 1)
+        classes = torch.arange(rows, device=self.device).repeat_interleave(PER_CLASS)
+        if self.categories:
+            return self.predict(self.with_category(noise, classes))["image"]
         return self.predict(noise, classes)["image"]
 
     def predict_dataloader(self) -> DataLoader:
