@@ -14,8 +14,9 @@ Everything runs through the baked project's CLI on the real MNIST files in ../sh
    as many training digits: the floor a perfect generator would reach); for the conditional GAN, which draws
    every digit in turn, `requested_digit_accuracy` (the share read as the digit asked for) and
    `min_digit_accuracy` (that share for the worst digit). Each model's figures are the mean of its seeds.
-4. Seed 0's samples, beside the results file: gan_dcgan_samples.png and gan_mlp_samples.png (`predict`'s 64
-   digits from seed 0), gan_conditional_samples.png (a row per digit, its best epoch's).
+4. Seed 0's samples, beside the results file: gan_mlp_samples.png (`predict`'s 64 digits from seed 0),
+   gan_dcgan_samples.png (a row per InfoGAN category) and gan_conditional_samples.png (a row per digit), each
+   of its best epoch.
 
     python benchmarks/gan.py                                   # 10 epochs, 2 seeds each: about 2 hours on 2 CPU cores
     python benchmarks/gan.py --models conditional --seeds 1    # one model (the others' results stay): 20 minutes
@@ -67,7 +68,7 @@ SEARCH = {
     "smooth": ["--model.real_label", "0.9"],
     "batch64": ["--data.batch_size", "64"],  # twice the updates per epoch, at about the same time per epoch
     "batch32": ["--data.batch_size", "32"],  # four times
-    "info10": ["--model.categories", "10"],  # InfoGAN: a 10-way category in the noise, read back by the discriminator
+    "info10": ["--model.categories", "10"],  # InfoGAN's category in the noise, read back by the discriminator (default)
     "info20": ["--model.categories", "20"],  # more categories than digits: each one purer?
     "info30": ["--model.categories", "30"],
 }
@@ -120,7 +121,8 @@ def worker(spec: dict) -> dict:
     tested = cli.run(["test", *common, "--ckpt_path", best, *spec["test_args"]])
     drawn = cli.run(["predict", *common, "--ckpt_path", best, "--model.num_samples", "64", "--model.sample_seed", "0"])
     metrics, best_epoch = tested.trainer.callback_metrics, torch.load(best, weights_only=True)["epoch"]
-    # A conditional GAN's samples of its best epoch are a row per digit; the others' are predict's 64 from seed 0.
+    # The samples of a GAN's best epoch, a row per digit (conditional) or per category (InfoGAN), or predict's 64.
+    rows_of_classes = fit.model.num_classes or fit.model.categories
     samples = run_dir(fit.trainer) / "samples" / f"epoch_{best_epoch:03d}.png"
     return {
         **{
@@ -135,9 +137,7 @@ def worker(spec: dict) -> dict:
             "generator": sum(p.numel() for p in fit.model.generator.parameters()),
             "discriminator": sum(p.numel() for p in fit.model.discriminator.parameters()),
         },
-        "samples": str(
-            samples if fit.model.num_classes or fit.model.categories else run_dir(drawn.trainer) / "predictions" / "grid.png"
-        ),
+        "samples": str(samples if rows_of_classes else run_dir(drawn.trainer) / "predictions" / "grid.png"),
     }
 
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import base64
 import io
-import re
 {%- if cookiecutter.include_mnist_cnn == "yes" %}
 import math
 {%- endif %}
+import re
 
 import numpy as np
 import onnxruntime

@@ -207,7 +207,8 @@ class GAN(Task):
         over-confident). `ema`: draw with an exponential moving average of the generator's weights (decay per step,
         0.999; 0: the generator itself), which smooths out the game's oscillation.
         `categories`: InfoGAN's categorical code (0: none), read from the noise (an unconditional GAN's: a conditional
-        one is told the class instead). `num_samples`, `sample_seed` and `digits`: what `predict` draws (the same seed gives the same images; a
+        one is told the class instead).
+        `num_samples`, `sample_seed` and `digits`: what `predict` draws (the same seed gives the same images; a
         conditional GAN draws the class in `digits`, or each of a list in turn; every class when none are given).
         These are options of a run, not of the model: they stay out of its checkpoint, whose saved hyperparameters
         would otherwise override them when `--ckpt_path` is given."""
