@@ -336,8 +336,10 @@ class GAN(Task):
         # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
         self.toggle_optimizer(d_optimizer)
         d_loss = self.discriminator_loss(real, fake.detach(), classes, classes)
-        if categories is not None:
-            d_loss = d_loss + self.category_loss(fake.detach(), categories)
+        if categories is not None:  # the head learns to read the category (ln categories: it cannot yet)
+            category_loss = self.category_loss(fake.detach(), categories)
+            self.log("train_category_loss", category_loss)
+            d_loss = d_loss + category_loss
         d_optimizer.zero_grad()
         self.manual_backward(d_loss)
         d_optimizer.step()
