@@ -336,7 +336,7 @@ class GAN(Task):
         # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
         self.toggle_optimizer(d_optimizer)
         d_loss = self.discriminator_loss(real, fake.detach(), classes, classes)
-        if categories is not None:  # the head learns to read the category (ln categories: it cannot yet)
+        if categories is not None:  # InfoGAN: the head learns to read each fake's category (a guess: ln categories)
             category_loss = self.category_loss(fake.detach(), categories)
             self.log("train_category_loss", category_loss)
             d_loss = d_loss + category_loss
