@@ -168,6 +168,7 @@ class Discriminator(nn.Module):
 
     def category_logits(self, images: torch.Tensor) -> torch.Tensor:
         """InfoGAN's head: which category (N, categories) each image was drawn from."""
+        assert self.read_category is not None, "built without categories: it has no head to read them"
         return self.read_category(self.net[:-1](images))
 
 
