@@ -122,7 +122,6 @@ def worker(spec: dict) -> dict:
     drawn = cli.run(["predict", *common, "--ckpt_path", best, "--model.num_samples", "64", "--model.sample_seed", "0"])
     metrics, best_epoch = tested.trainer.callback_metrics, torch.load(best, weights_only=True)["epoch"]
     # The samples of a GAN's best epoch, a row per digit (conditional) or per category (InfoGAN), or predict's 64.
-    rows_of_classes = fit.model.num_classes or fit.model.categories
     samples = run_dir(fit.trainer) / "samples" / f"epoch_{best_epoch:03d}.png"
     return {
         **{
@@ -137,7 +136,7 @@ def worker(spec: dict) -> dict:
             "generator": sum(p.numel() for p in fit.model.generator.parameters()),
             "discriminator": sum(p.numel() for p in fit.model.discriminator.parameters()),
         },
-        "samples": str(samples if rows_of_classes else run_dir(drawn.trainer) / "predictions" / "grid.png"),
+        "samples": str(samples if fit.model.sample_rows else run_dir(drawn.trainer) / "predictions" / "grid.png"),
     }
 
 

@@ -390,11 +390,16 @@ class GAN(Task):
         """The class each of `generate(count)`'s images was drawn as: every class in turn (None: unconditional)."""
         return torch.arange(count) % self.num_classes if self.num_classes else None
 
+    @property
+    def sample_rows(self) -> int:
+        """The rows of `sample_images`: one per class (conditional) or per category (InfoGAN); 0: no rows, 64 images."""
+        return self.num_classes or self.categories
+
     def sample_images(self) -> torch.Tensor:
         """The fixed noise's images, drawn every epoch by callbacks.ImageSamples; a conditional GAN's are a row per
         class, and an InfoGAN's a row per category, the same noise in each row: the classes down, the noise's styles
         across."""
-        rows = self.num_classes or self.categories
+        rows = self.sample_rows
         if not rows:
             return self.predict(self.fixed_noise)["image"]
         noise = self.fixed_noise[:PER_CLASS].repeat(rows, 1)
