@@ -16,15 +16,22 @@ from typing import Any
 
 import torch
 from roadmap_project import ConfigError
-from roadmap_project.tasks.gan import GAN  # the default bake's package, as the benchmark bakes it
+from roadmap_project.tasks.gan import GAN, Verdict  # the default bake's package, as the benchmark bakes it
 from torch import nn
 
 
 class Unconditional(nn.Sequential):
-    """A network called the way the GAN task calls its own: with the images' classes too (None here)."""
+    """A generator called the way the GAN task calls its own: with the images' classes too (None here)."""
 
     def forward(self, inputs: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
         return super().forward(inputs)
+
+
+class Judging(nn.Sequential):
+    """A discriminator called the way the GAN task calls its own, answering as its own does: a Verdict."""
+
+    def forward(self, images: torch.Tensor, classes: torch.Tensor | None = None) -> Verdict:
+        return Verdict(super().forward(images), None)
 
 
 def mlp_generator(latent_dim: int, image_shape: tuple[int, int, int]) -> nn.Module:
@@ -46,7 +53,7 @@ def mlp_generator(latent_dim: int, image_shape: tuple[int, int, int]) -> nn.Modu
 
 
 def mlp_discriminator(image_shape: tuple[int, int, int]) -> nn.Module:
-    return Unconditional(
+    return Judging(
         nn.Flatten(),
         nn.Linear(math.prod(image_shape), 512),
         nn.LeakyReLU(0.2, inplace=True),

@@ -38,10 +38,11 @@ CONDITIONAL = ("--model.conditional", "true")
 @pytest.mark.parametrize(("side", "levels"), [(28, (2, 7)), (32, (3, 4)), (64, (4, 4))])
 def test_the_generator_draws_images_of_the_datas_shape(side, levels):
     assert upsampling_levels((3, side, side)) == levels
-    gan = GAN(input_shape=(3, side, side), latent_dim=16, width=8).eval()
+    gan = GAN(input_shape=(3, side, side), latent_dim=16, width=8, categories=4).eval()
     images = gan.predict(torch.randn(5, 16))["image"]
     assert images.shape == (5, 3, side, side) and images.min() >= 0 and images.max() <= 1
-    assert gan.discriminator(images * 2 - 1).shape == (5,)
+    verdict = gan.discriminator(images * 2 - 1)  # real or not, and which of the 4 categories
+    assert verdict.logits.shape == (5,) and verdict.category_logits.shape == (5, 4)
 
 
 @pytest.mark.parametrize("shape", [(1, 27, 27), (1, 6, 6), (1, 28, 32)])
@@ -62,10 +63,10 @@ def test_the_games_levers_change_what_they_say(run_cli):
     fake, real = torch.rand(4, 1, 28, 28) * 2 - 1, torch.rand(4, 1, 28, 28) * 2 - 1
     with torch.no_grad():
         gan.eval()  # in training, each forward pass refines the spectral norm's estimate: the weights move
-        real_logits, fake_logits = gan.discriminator(real), gan.discriminator(fake)
+        real_logits, fake_logits = gan.discriminator(real).logits, gan.discriminator(fake).logits
         hinge = (1 - real_logits).clamp(min=0).mean() + (1 + fake_logits).clamp(min=0).mean()
-        assert gan.discriminator_loss(real, fake, None, None) == pytest.approx(hinge.item())
-        assert gan.generator_loss(fake, None) == pytest.approx(-fake_logits.mean().item())
+        assert gan.discriminator_loss(real_logits, fake_logits) == pytest.approx(hinge.item())
+        assert gan.generator_loss(fake_logits) == pytest.approx(-fake_logits.mean().item())
 
 
 def test_an_infogans_noise_picks_its_category_and_can_be_made_to_pick_another():
@@ -86,7 +87,7 @@ def test_an_infogans_category_loss_trains_the_discriminators_head_and_the_genera
     gan = GAN(input_shape=(1, 28, 28), latent_dim=16, width=8, categories=4)
     noise = torch.randn(8, 16)
     categories = gan.category_of(noise)
-    gan.category_loss(gan.generator(noise, categories), categories).backward()
+    gan.category_loss(gan.discriminator(gan.generator(noise, categories)), categories).backward()
     for weights in (gan.discriminator.read_category.weight, gan.generator.embed.weight):
         assert weights.grad is not None and weights.grad.abs().sum() > 0
     fit = run_cli("fit", "gan", *ONE_EPOCH, "--model.categories", "10", "--model.width", "8")

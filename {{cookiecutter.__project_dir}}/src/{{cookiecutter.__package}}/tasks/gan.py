@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -57,6 +57,13 @@ from ..task import Task
 FIXED_NOISE = 64  # the images drawn every epoch, and the noise the validation losses are measured on
 Classes = torch.Tensor | None  # a conditional GAN's class indices (N,); None: an unconditional one
 PER_CLASS = 8  # a conditional GAN's samples each epoch: a row of this many images per class, the same noise in each
+
+
+class Verdict(NamedTuple):
+    """What the discriminator says of images, from one pass: real or not, and (InfoGAN) which category."""
+
+    logits: torch.Tensor  # (N,): > 0 for "real"
+    category_logits: torch.Tensor | None  # (N, categories); None: built without categories
 
 
 def upsampling_levels(shape: tuple[int, int, int]) -> tuple[int, int]:
@@ -125,7 +132,7 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """The generator mirrored: strided convolutions halve the side; one logit per image, > 0 for "real". With
     `num_classes`, a projection discriminator: the logit adds features · (the class's learned vector). With
-    `categories`, a second head reads which InfoGAN category an image was drawn from (`category_logits`). With
+    `categories`, a second head reads from the same features which InfoGAN category an image was drawn from. With
     `spectral_norm`, no batch norm: `normalise_spectra` bounds each layer instead (call it once initialised)."""
 
     def __init__(
@@ -159,17 +166,12 @@ class Discriminator(nn.Module):
             if isinstance(module, (nn.Conv2d, nn.Linear)):
                 nn.utils.parametrizations.spectral_norm(module)
 
-    def forward(self, images: torch.Tensor, classes: Classes = None) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, classes: Classes = None) -> Verdict:
         features = self.net[:-1](images)  # (N, c * start * start)
         logits = self.net[-1](features).squeeze(-1)  # (N,)
         if self.embed is not None:
             logits = logits + (self.embed(classes) * features).sum(dim=1)
-        return logits
-
-    def category_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """InfoGAN's head: which category (N, categories) each image was drawn from."""
-        assert self.read_category is not None, "built without categories: it has no head to read them"
-        return self.read_category(self.net[:-1](images))
+        return Verdict(logits, self.read_category(features) if self.read_category is not None else None)
 
 
 class GAN(Task):
@@ -304,27 +306,24 @@ class GAN(Task):
             raise ConfigError("the GAN reads pixels in [0, 1]: give its data module --data.normalize false")
         return images * 2 - 1
 
-    def discriminator_loss(
-        self, real: torch.Tensor, fake: torch.Tensor, real_classes: Classes, fake_classes: Classes
-    ) -> torch.Tensor:
-        """Real images labelled 1, generated ones 0 (a conditional GAN's: each of its class); or the hinge loss."""
-        real_logits, fake_logits = self.discriminator(real, real_classes), self.discriminator(fake, fake_classes)
+    def discriminator_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Real images labelled 1, generated ones 0; or the hinge loss. From the discriminator's logits of each."""
         if self.loss == "hinge":
             return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
         real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, self.real_label))
         return real_loss + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
-    def generator_loss(self, fake: torch.Tensor, classes: Classes) -> torch.Tensor:
+    def generator_loss(self, logits: torch.Tensor) -> torch.Tensor:
         """The non-saturating loss: -log D(G(z)), large gradients even while the discriminator wins (hinge: the
-        logits' mean, negated)."""
-        logits = self.discriminator(fake, classes)
+        logits' mean, negated). From the discriminator's logits of the fakes."""
         if self.loss == "hinge":
             return -logits.mean()
         return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
 
-    def category_loss(self, fake: torch.Tensor, categories: torch.Tensor) -> torch.Tensor:
-        """InfoGAN's term: how badly the discriminator's head reads back the category each fake was drawn from."""
-        return F.cross_entropy(self.discriminator.category_logits(fake), categories)
+    def category_loss(self, verdict: Verdict, categories: torch.Tensor) -> torch.Tensor:
+        """InfoGAN's term: how badly the discriminator's head read back the category each fake was drawn from."""
+        assert verdict.category_logits is not None, "a discriminator built without categories has no head to read them"
+        return F.cross_entropy(verdict.category_logits, categories)
 
     def training_step(self, batch: Any, batch_idx: int) -> dict[str, torch.Tensor]:
         real, classes = self._real(batch), self._classes(batch)
@@ -336,9 +335,11 @@ class GAN(Task):
         fake = self.generator(noise, classes if categories is None else categories)  # not its average
         # 1. The discriminator, on real images and on the generator's (detached: no generator gradient here).
         self.toggle_optimizer(d_optimizer)
-        d_loss = self.discriminator_loss(real, fake.detach(), classes, classes)
+        real_logits = self.discriminator(real, classes).logits
+        fake_verdict = self.discriminator(fake.detach(), classes)  # one pass: real or not, and the category
+        d_loss = self.discriminator_loss(real_logits, fake_verdict.logits)
         if categories is not None:  # InfoGAN: the head learns to read each fake's category (a guess: ln categories)
-            category_loss = self.category_loss(fake.detach(), categories)
+            category_loss = self.category_loss(fake_verdict, categories)
             self.log("train_category_loss", category_loss)
             d_loss = d_loss + category_loss
         d_optimizer.zero_grad()
@@ -347,9 +348,10 @@ class GAN(Task):
         self.untoggle_optimizer(d_optimizer)
         # 2. The generator, through the discriminator it has just faced.
         self.toggle_optimizer(g_optimizer)
-        g_loss = self.generator_loss(fake, classes)
+        fake_verdict = self.discriminator(fake, classes)  # again: the discriminator has moved, and now G learns
+        g_loss = self.generator_loss(fake_verdict.logits)
         if categories is not None:
-            g_loss = g_loss + self.category_loss(fake, categories)
+            g_loss = g_loss + self.category_loss(fake_verdict, categories)
         g_optimizer.zero_grad()
         self.manual_backward(g_loss)
         g_optimizer.step()
@@ -363,7 +365,8 @@ class GAN(Task):
     def _common_step(self, batch: Any, stage: str) -> torch.Tensor:
         """The discriminator's loss on this batch's real images and on the fixed noise's images."""
         real, fixed = self._real(batch), self(self.fixed_noise, self.fixed_classes)
-        d_loss = self.discriminator_loss(real, fixed, self._classes(batch), self.fixed_classes)
+        real_logits = self.discriminator(real, self._classes(batch)).logits
+        d_loss = self.discriminator_loss(real_logits, self.discriminator(fixed, self.fixed_classes).logits)
         self.log(f"{stage}_d_loss", d_loss, sync_dist=True)
         return d_loss
 
@@ -376,7 +379,8 @@ class GAN(Task):
     def _epoch_end(self, stage: str) -> None:
         """The generator's loss on the fixed noise."""
         fixed = self(self.fixed_noise, self.fixed_classes)
-        self.log(f"{stage}_loss", self.generator_loss(fixed, self.fixed_classes), prog_bar=True, sync_dist=True)
+        loss = self.generator_loss(self.discriminator(fixed, self.fixed_classes).logits)
+        self.log(f"{stage}_loss", loss, prog_bar=True, sync_dist=True)
 
     @torch.no_grad()
     def generate(self, count: int, seed: int = 0) -> torch.Tensor:
