@@ -17,9 +17,12 @@ Everything runs through the baked project's CLI on the real MNIST files in ../sh
 4. Seed 0's samples, beside the results file: gan_mlp_samples.png (`predict`'s 64 digits from seed 0),
    gan_dcgan_samples.png (a row per InfoGAN category) and gan_conditional_samples.png (a row per digit), each
    of its best epoch.
+5. `--search NAME ...`: the DCGAN with one lever's options (SEARCH), judged on validation: each run's measures
+   at its epoch of the lowest validation FID, with its best checkpoint's test measures beside them (reported
+   once the lever is adopted). Every run keeps its validation measures of each epoch (`val_by_epoch`).
 
-    python benchmarks/gan.py                                   # 10 epochs, 2 seeds each: about 2 hours on 2 CPU cores
-    python benchmarks/gan.py --models conditional --seeds 1    # one model (the others' results stay): 20 minutes
+    python benchmarks/gan.py                                   # the config's 15 epochs, 2 seeds each: about 3 hours
+    python benchmarks/gan.py --models conditional --seeds 1    # one model (the others' results stay): 25 minutes
     python benchmarks/gan.py --models conditional --first-seed 1 --seeds 1   # seed 1, beside seed 0's run
     python benchmarks/gan.py --quick                           # a few batches each: a smoke check
     python benchmarks/gan.py --search default g256 hinge_sn --epochs 4 --seeds 2   # the levers, judged on validation
@@ -41,6 +44,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import yaml
 from lightning.pytorch import Callback
 from training import bake, machine, package_of, write_results
 
@@ -168,7 +172,7 @@ def mean_run(rows: list[dict]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few batches per model: a smoke check")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs of each GAN (default: 10)")
+    parser.add_argument("--epochs", type=int, help="epochs of each GAN (default: configs/gan.yaml's max_epochs)")
     parser.add_argument("--seeds", type=int, default=2, help="seeds of each GAN or variant (default: 2)")
     parser.add_argument(
         "--first-seed",
@@ -205,6 +209,9 @@ def main() -> None:
     runs: dict = kept.get("runs", {})
     with tempfile.TemporaryDirectory(prefix="bench-gan-") as tmp:
         project = bake(Path(tmp) / "bake")
+        args.epochs = (
+            args.epochs or yaml.safe_load((project / "configs" / "gan.yaml").read_text())["trainer"]["max_epochs"]
+        )
         base = {"package": package_of(project), "threads": args.threads, "data_dir": str(args.data_dir.resolve())}
         epochs = ["--trainer.max_epochs", str(args.epochs)]
         seeds = range(args.first_seed, args.first_seed + args.seeds)
