@@ -15,7 +15,9 @@ import onnxruntime
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from lightning.pytorch import Trainer
 from PIL import Image
+from torch.utils.data import DataLoader, TensorDataset
 
 from {{ cookiecutter.__package }} import ConfigError
 from {{ cookiecutter.__package }}.artifacts import load_checkpoint
@@ -92,6 +94,19 @@ def test_an_infogans_category_loss_trains_the_discriminators_head_and_the_genera
         assert weights.grad is not None and weights.grad.abs().sum() > 0
     fit = run_cli("fit", "gan", *ONE_EPOCH, "--model.categories", "10", "--model.width", "8")
     assert 0 < fit.trainer.callback_metrics["train_category_loss"] < 2 * math.log(10)  # logged as it trains
+
+
+def test_a_training_step_reads_each_batch_of_fakes_once_per_optimizer():
+    """One pass of the discriminator answers both questions (real or not, and which category): a step runs it three
+    times, on the real images, on the fakes for its own update, and on the fakes again for the generator's."""
+    gan = GAN(input_shape=(1, 28, 28), latent_dim=16, width=8, categories=4)
+    passes: list[int] = []
+    first_layer = gan.discriminator.net[0]  # every look at the images goes through it, whichever head asks
+    first_layer.register_forward_hook(lambda module, inputs, output: passes.append(len(inputs[0])))
+    data = DataLoader(TensorDataset(torch.rand(6, 1, 28, 28), torch.zeros(6, dtype=torch.long)), batch_size=6)
+    off = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+    Trainer(accelerator="cpu", max_steps=1, **off).fit(gan, data)
+    assert passes == [6, 6, 6]
 
 
 @pytest.mark.parametrize(
